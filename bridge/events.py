@@ -1,0 +1,119 @@
+"""The Kafka contract: topic names, the record type, and CloudEvents envelopes.
+
+Pure core: what a record on each topic looks like (DESIGN.md, "Topics" and "Event records"),
+independent of how it is published. Imports no I/O library.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+#: Event types with a topic of their own (``<prefix>.events.<type>``).
+EVENT_TYPES = (
+    "message",
+    "echo",
+    "receipt",
+    "postback",
+    "handover",
+    "label",
+    "note",
+    "template_pack",
+    "typing",
+    "custom",
+    "revoke",
+)
+KNOWN_EVENTS = frozenset(EVENT_TYPES)
+
+CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json"
+WEBHOOK_TYPE_PREFIX = "im.eazy.webhook."
+COMMAND_SUCCEEDED = "im.eazy.command.succeeded"
+COMMAND_FAILED = "im.eazy.command.failed"
+INGRESS_SOURCE = "/spotler-bridge/ingress"
+EGRESS_SOURCE = "/spotler-bridge/egress"
+
+#: Kafka headers on every CloudEvents record (structured mode).
+RECORD_HEADERS: tuple[tuple[str, bytes], ...] = (("content-type", CLOUDEVENTS_CONTENT_TYPE),)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names under one prefix (``BRIDGE_TOPIC_PREFIX``)."""
+
+    prefix: str
+
+    def event(self, event_type: str) -> str:
+        """The topic of a known event type, ``unknown`` for any other."""
+        suffix = event_type if event_type in KNOWN_EVENTS else "unknown"
+        return f"{self.prefix}.events.{suffix}"
+
+    @property
+    def unknown(self) -> str:
+        return f"{self.prefix}.events.unknown"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.prefix}.events.deadletter"
+
+    @property
+    def send_message(self) -> str:
+        return f"{self.prefix}.commands.send-message"
+
+    @property
+    def update_conversation(self) -> str:
+        return f"{self.prefix}.commands.update-conversation"
+
+    @property
+    def results(self) -> str:
+        return f"{self.prefix}.commands.results"
+
+    @property
+    def commands_deadletter(self) -> str:
+        return f"{self.prefix}.commands.deadletter"
+
+    def all_event_topics(self) -> list[str]:
+        """Every topic ingress writes to."""
+        return [self.event(t) for t in EVENT_TYPES] + [self.unknown, self.deadletter]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka record, ready to publish. ``event`` is the low-cardinality label for metrics."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    event_id: str
+    event: str
+    headers: tuple[tuple[str, bytes], ...] = RECORD_HEADERS
+
+
+def iso_time(epoch_seconds: float) -> str:
+    """RFC 3339 UTC time with millisecond precision, as CloudEvents ``time`` wants it."""
+    t = dt.datetime.fromtimestamp(epoch_seconds, tz=dt.UTC)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def cloudevent(
+    *,
+    event_id: str,
+    source: str,
+    type_: str,
+    time: str,
+    data: Any,
+    subject: str | None = None,
+) -> dict[str, Any]:
+    """A CloudEvents 1.0 envelope in JSON structured mode."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": type_,
+    }
+    if subject:
+        event["subject"] = subject
+    event["time"] = time
+    event["datacontenttype"] = "application/json"
+    event["data"] = data
+    return event

@@ -1,0 +1,60 @@
+"""Jabber IDs (JIDs) as the platform uses them: ``<id>@<kind>.eazy.im``.
+
+Pure functions shared by normalization (which side of an event is the channel), validation
+(which JIDs a command may name) and the simulator. No I/O.
+"""
+
+from __future__ import annotations
+
+import re
+
+DOMAIN_SUFFIX = ".eazy.im"
+
+#: Kinds of JID that are not a messaging channel or contact (spotler/webhooks.md, "JIDs").
+NON_CHANNEL_KINDS = frozenset({"agent", "ai", "team", "label", "list"})
+#: Channel kinds whose ids are phone numbers without '+'.
+PHONE_KINDS = frozenset({"whatsapp", "sms"})
+
+_JID = re.compile(r"^(?P<local>[^@\s/]{1,200})@(?P<kind>[a-z0-9][a-z0-9-]{0,62})\.eazy\.im$")
+_PHONE = re.compile(r"^[1-9][0-9]{5,19}$")
+
+
+def jid_kind(value: object) -> str | None:
+    """The kind of a JID (``whatsapp``, ``apple``, ``agent``...), or None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    m = _JID.match(value)
+    return m.group("kind") if m else None
+
+
+def is_channel_jid(value: object) -> bool:
+    """True for a JID of a messaging network (channels and their contacts), custom ones too."""
+    kind = jid_kind(value)
+    return kind is not None and kind not in NON_CHANNEL_KINDS
+
+
+def jid_problem(value: object, field: str) -> str | None:
+    """Why ``value`` is not a valid channel/contact JID for ``field``, or None when it is."""
+    if not isinstance(value, str):
+        return f"{field}: must be a JID string"
+    m = _JID.match(value)
+    if not m:
+        return f"{field}: {value[:80]!r} is not a JID like 31611111111@whatsapp.eazy.im"
+    kind = m.group("kind")
+    if kind in NON_CHANNEL_KINDS:
+        return f"{field}: {kind} JIDs are not channels or contacts"
+    if kind in PHONE_KINDS and not _PHONE.match(m.group("local")):
+        return f"{field}: {kind} ids are phone numbers without '+'"
+    return None
+
+
+def conversation_problem(channel_jid: object, contact_jid: object) -> str | None:
+    """Why ``channel_jid``/``contact_jid`` cannot name one conversation, or None when they can."""
+    problem = jid_problem(channel_jid, "channelJid") or jid_problem(contact_jid, "contactJid")
+    if problem:
+        return problem
+    if jid_kind(channel_jid) != jid_kind(contact_jid):
+        return "contactJid: must be on the same network as channelJid"
+    if channel_jid == contact_jid:
+        return "contactJid: must differ from channelJid"
+    return None

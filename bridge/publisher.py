@@ -1,0 +1,145 @@
+"""Kafka publishing: records out to Kafka with ``acks=all`` and the idempotent producer.
+
+Owns the one :class:`aiokafka.AIOKafkaProducer` of a process. Connecting is retried in the
+background (the process starts, and is not ready, while Kafka is away); every aiokafka error is
+translated here into :class:`~bridge.errors.PublishError`, so nothing above this module knows
+aiokafka. ``InMemoryPublisher`` is the fake for tests that do not need a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+
+from bridge.config import KafkaSettings
+from bridge.errors import PublishError, PublishTimeout
+from bridge.events import Record
+from bridge.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+
+class Publisher(Protocol):
+    """Where ingress and egress put records. ``publish`` returns once Kafka acknowledged."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def publish(self, record: Record, *, timeout: float) -> None: ...
+
+
+def client_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection and security options shared by the producer and the consumer."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+        "client_id": "spotler-bridge",
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=kafka.ssl_cafile)
+    if kafka.security_protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username
+        options["sasl_plain_password"] = (
+            kafka.sasl_password.reveal() if kafka.sasl_password else None
+        )
+    return options
+
+
+class KafkaPublisher:
+    """The process's Kafka producer: connect with :meth:`run_connect`, close with :meth:`close`."""
+
+    def __init__(
+        self, kafka: KafkaSettings, metrics: Metrics, *, max_request_size: int = 4 * 1024**2
+    ) -> None:
+        self._kafka = kafka
+        self._metrics = metrics
+        self._max_request_size = max_request_size
+        self._producer: AIOKafkaProducer | None = None
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self._kafka.linger_ms,
+            max_batch_size=256 * 1024,
+            max_request_size=self._max_request_size,
+            request_timeout_ms=30_000,
+            **client_options(self._kafka),
+        )
+
+    async def run_connect(self, *, retry_max: float = 10.0) -> None:
+        """Connect, retrying with backoff until it works (or the task is cancelled)."""
+        delay = 0.2
+        while not self._connected:
+            producer = self._new_producer()
+            try:
+                await producer.start()
+            except (KafkaError, OSError) as exc:
+                await producer.stop()
+                log.warning("kafka.connect_failed", error=str(exc), retry_in=round(delay, 1))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, retry_max)
+                continue
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+            self._connected = True
+            log.info("kafka.connected", bootstrap=self._kafka.bootstrap_servers)
+
+    async def publish(self, record: Record, *, timeout: float) -> None:
+        """Send one record and wait for its acknowledgement, at most ``timeout`` seconds."""
+        producer = self._producer
+        if producer is None:
+            raise PublishError("not connected to Kafka yet")
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            async with asyncio.timeout(timeout):
+                future = await producer.send(
+                    record.topic, record.value, key=record.key, headers=list(record.headers)
+                )
+                # shield: giving up waiting must not cancel aiokafka's own delivery future.
+                await asyncio.shield(future)
+            outcome = "ok"
+        except TimeoutError as exc:
+            outcome = "timeout"
+            raise PublishTimeout(f"no acknowledgement within {timeout}s") from exc
+        except KafkaError as exc:
+            raise PublishError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._metrics.publish_duration.labels(outcome).observe(time.perf_counter() - started)
+
+    async def close(self) -> None:
+        """Flush what is pending and disconnect."""
+        producer, self._producer = self._producer, None
+        self._connected = False
+        if producer is not None:
+            await producer.stop()
+            log.info("kafka.producer_closed")
+
+
+class InMemoryPublisher:
+    """A publisher that keeps records in a list (tests of code above Kafka)."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.connected = True
+        self.fail_with: Exception | None = None
+
+    async def publish(self, record: Record, *, timeout: float) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.records.append(record)

@@ -1,0 +1,156 @@
+"""Webhook ingress: ``POST /webhooks``, from HTTP request to a durable record.
+
+Owns the HTTP side of ingress: authentication (bearer tokens, constant-time), size and time
+limits, duplicate detection, and the answer. Parsing is :mod:`bridge.normalize`'s job and
+durability is the :class:`~bridge.durable.Durable` store's; this module only decides the status:
+200 once the record is durable, 401/413/408 for requests it refuses, 503 when nothing could
+take the record (the platform then retries). No unhandled exception ever becomes a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from bridge.config import IngressSettings
+from bridge.dedup import RecentIds
+from bridge.errors import BridgeError
+from bridge.events import Record, Topics
+from bridge.metrics import Metrics
+from bridge.normalize import normalize
+
+log = structlog.get_logger(__name__)
+
+#: Makes a record durable and says how ("published" or "spooled"); raises BridgeError if not.
+Store = Callable[[Record], Awaitable[str]]
+
+SETTINGS = web.AppKey("settings", IngressSettings)
+TOPICS = web.AppKey("topics", Topics)
+METRICS = web.AppKey("metrics", Metrics)
+RECENT = web.AppKey("recent", RecentIds)
+STORE = web.AppKey[Store]("store")
+
+_RETRY_AFTER = "5"
+
+
+def make_webhook_app(
+    settings: IngressSettings, topics: Topics, metrics: Metrics, store: Store
+) -> web.Application:
+    """The webhook app. ``store`` is where records go (Kafka, or Kafka with the spool)."""
+    # client_max_size makes aiohttp refuse larger bodies (413) even when chunked.
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[TOPICS] = topics
+    app[METRICS] = metrics
+    app[RECENT] = RecentIds(settings.dedup_size, settings.dedup_ttl)
+    app[STORE] = store
+    app.router.add_post("/webhooks", handle_webhook)
+    return app
+
+
+async def handle_webhook(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    app = request.app
+    metrics = app[METRICS]
+    try:
+        response, fields = await _deliver(request)
+    except Exception:
+        # Never a 500: whatever went wrong, the platform must retry rather than give up.
+        log.exception("webhook.crashed")
+        response, fields = _unavailable(), {"outcome": "unavailable"}
+    elapsed = time.perf_counter() - started
+    metrics.webhook_duration.labels(str(response.status)).observe(elapsed)
+    log.info(
+        "webhook",
+        status=response.status,
+        duration_ms=round(elapsed * 1000, 2),
+        remote=request.remote,
+        **fields,
+    )
+    return response
+
+
+async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object]]:
+    app = request.app
+    settings, metrics = app[SETTINGS], app[METRICS]
+    if not settings.auth_disabled and not _authorized(request, settings):
+        metrics.webhook_rejections.labels("unauthorized").inc()
+        metrics.webhooks.labels("none", "rejected").inc()
+        return _unauthorized(), {"outcome": "rejected", "reason": "unauthorized"}
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
+    try:
+        async with asyncio.timeout(settings.read_timeout):
+            body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
+    except TimeoutError:
+        metrics.webhook_rejections.labels("timeout").inc()
+        metrics.webhooks.labels("none", "rejected").inc()
+        return _error(408, "request body not received in time"), {
+            "outcome": "rejected",
+            "reason": "timeout",
+        }
+
+    record = normalize(body, app[TOPICS], received_at=time.time())
+    fields: dict[str, object] = {"event_type": record.event, "event_id": record.event_id,
+                                 "size": len(body)}  # fmt: skip
+    recent = app[RECENT]
+    if record.event_id in recent:
+        metrics.webhooks.labels(record.event, "duplicate").inc()
+        return _accepted("duplicate", record), {**fields, "outcome": "duplicate"}
+    try:
+        how = await app[STORE](record)
+    except BridgeError as exc:
+        metrics.webhooks.labels(record.event, "unavailable").inc()
+        log.warning("webhook.not_durable", event_id=record.event_id, error=str(exc))
+        return _unavailable(), {**fields, "outcome": "unavailable"}
+    except Exception:
+        # Never a 500: the delivery is not durable, so ask the platform to retry it.
+        metrics.webhooks.labels(record.event, "unavailable").inc()
+        log.exception("webhook.store_crashed", event_id=record.event_id)
+        return _unavailable(), {**fields, "outcome": "unavailable"}
+    recent.add(record.event_id)
+    metrics.dedup_entries.set(len(recent))
+    outcome = "deadletter" if record.event == "deadletter" and how == "published" else how
+    metrics.webhooks.labels(record.event, outcome).inc()
+    return _accepted(how, record), {**fields, "outcome": outcome, "topic": record.topic}
+
+
+def _authorized(request: web.Request, settings: IngressSettings) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        return False
+    given = presented.strip().encode()
+    # Compare against every token, always, so timing says nothing about which one matched.
+    matches = [hmac.compare_digest(given, t.reveal().encode()) for t in settings.webhook_tokens]
+    return any(matches)
+
+
+def _accepted(how: str, record: Record) -> web.Response:
+    return web.json_response({"status": how, "id": record.event_id})
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _unauthorized() -> web.Response:
+    return _error(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+def _too_large(metrics: Metrics, settings: IngressSettings) -> web.Response:
+    metrics.webhook_rejections.labels("too_large").inc()
+    metrics.webhooks.labels("none", "rejected").inc()
+    return _error(413, f"body larger than {settings.max_body_bytes} bytes")
+
+
+def _unavailable() -> web.Response:
+    return _error(503, "not durable yet, retry later", {"Retry-After": _RETRY_AFTER})

@@ -1,0 +1,172 @@
+"""Running ``bridge`` commands as real processes for integration tests, and reading topics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class BridgeProcess:
+    """One ``python -m bridge <command>`` process with its own ports and log file."""
+
+    def __init__(self, command: str, env: dict[str, str], log_path: Path) -> None:
+        self.command = command
+        self.env = env
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+        self.http_port = int(env.get("BRIDGE_HTTP_PORT", "0"))
+        self.ops_port = int(env.get("BRIDGE_OPS_PORT", "0"))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.ops_port}"
+
+    async def start(self) -> BridgeProcess:
+        log = self.log_path.open("ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", self.command,
+            env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        return self
+
+    async def wait_ready(self, timeout: float = 30.0, path: str = "/readyz") -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with aiohttp.ClientSession() as http:
+            while True:
+                assert self.proc is not None
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"{self.command} exited {self.proc.returncode}:\n{self.logs()}")
+                try:
+                    async with http.get(self.ops_url + path) as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"{self.command} not ready in {timeout}s:\n{self.logs()}")
+                await asyncio.sleep(0.1)
+
+    async def signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signum)
+
+    async def stop(self, timeout: float = 40.0) -> int:
+        """SIGTERM and wait; returns the exit code (SIGKILL after ``timeout``)."""
+        if self.proc is None:
+            return 0
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        assert self.proc.returncode is not None
+        return self.proc.returncode
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")[-20000:]
+
+    async def metrics(self) -> str:
+        async with aiohttp.ClientSession() as http, http.get(self.ops_url + "/metrics") as resp:
+            return await resp.text()
+
+
+class ProcessFactory:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.started: list[BridgeProcess] = []
+
+    def make(self, command: str, **env: str) -> BridgeProcess:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "SIMULATOR_"))}
+        full = {
+            **base,
+            "BRIDGE_HTTP_HOST": "127.0.0.1",
+            "BRIDGE_HTTP_PORT": str(free_port()),
+            "BRIDGE_OPS_PORT": str(free_port()),
+            "BRIDGE_SPOOL_DIR": str(self.tmp / f"spool-{len(self.started)}"),
+            "BRIDGE_LOG_LEVEL": "info",
+            **env,
+        }
+        proc = BridgeProcess(command, full, self.tmp / f"{command}-{len(self.started)}.log")
+        self.started.append(proc)
+        return proc
+
+    async def stop_all(self) -> None:
+        for proc in self.started:
+            await proc.stop()
+
+
+async def consume(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    count: int,
+    timeout: float = 30.0,
+    settle: float = 0.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read ``topics`` from the beginning until ``count`` records came (or ``timeout``).
+
+    With ``settle`` > 0 it keeps reading that long after reaching ``count``, so that a record
+    that should NOT be there has a chance to show up.
+    """
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, group_id=None,
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )  # fmt: skip
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for part in batch.values():
+                records.extend(part)
+            if len(records) >= count:
+                if settle <= 0:
+                    break
+                deadline = min(deadline, loop.time() + settle)
+                settle = 0
+    finally:
+        await consumer.stop()
+    return records
+
+
+def value(record: ConsumerRecord[bytes, bytes]) -> Any:
+    assert record.value is not None
+    return orjson.loads(record.value)
+
+
+async def post(url: str, body: bytes, token: str | None = "tok") -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as resp:
+        text = await resp.read()
+        return resp.status, orjson.loads(text) if text[:1] == b"{" else text

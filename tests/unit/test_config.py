@@ -1,0 +1,120 @@
+"""Settings from the environment: defaults, validation naming the variable, masked secrets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from bridge.config import Secret, Settings
+from bridge.errors import ConfigError
+
+
+def test_defaults_match_the_design() -> None:
+    s = Settings.from_env({})
+    assert s.kafka.bootstrap_servers == "localhost:9092"
+    assert s.kafka.security_protocol == "PLAINTEXT"
+    assert s.kafka.topic_prefix == "spotler"
+    assert (s.ingress.host, s.ingress.port, s.ops_port) == ("0.0.0.0", 8080, 9090)
+    assert s.ingress.max_body_bytes == 1024 * 1024
+    assert s.spool.dir == "./var/spool"
+    assert s.api.url == "https://api.eazy.im/v3"
+    assert s.egress.group_id == "spotler-bridge-egress"
+    assert (s.log_level, s.log_format) == ("info", "json")
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        s.ops_port = 1  # type: ignore[misc]
+
+
+def test_tokens_are_split_and_secret() -> None:
+    s = Settings.from_env({"BRIDGE_WEBHOOK_TOKENS": " a, b ,,c "})
+    assert [t.reveal() for t in s.ingress.webhook_tokens] == ["a", "b", "c"]
+    assert "a" not in repr(s.ingress.webhook_tokens)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BRIDGE_HTTP_PORT", "eighty"),
+        ("BRIDGE_HTTP_PORT", "70000"),
+        ("BRIDGE_OPS_PORT", "-1"),
+        ("BRIDGE_KAFKA_SECURITY_PROTOCOL", "TLS"),
+        ("BRIDGE_LOG_LEVEL", "loud"),
+        ("BRIDGE_LOG_FORMAT", "xml"),
+        ("BRIDGE_TOPIC_PREFIX", "has space"),
+        ("BRIDGE_SPOTLER_API_URL", "ftp://x"),
+        ("BRIDGE_WEBHOOK_AUTH", "maybe"),
+        ("BRIDGE_PUBLISH_TIMEOUT", "nan"),
+        ("BRIDGE_MAX_BODY_BYTES", "10"),
+    ],
+)
+def test_bad_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: value})
+    assert any(p.startswith(name) for p in info.value.problems)
+
+
+def test_all_bad_variables_are_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"BRIDGE_HTTP_PORT": "x", "BRIDGE_OPS_PORT": "y"})
+    assert len(info.value.problems) == 2
+
+
+def test_sasl_needs_mechanism_and_credentials() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"BRIDGE_KAFKA_SECURITY_PROTOCOL": "sasl_ssl"})
+    assert "BRIDGE_KAFKA_SASL_MECHANISM" in str(info.value)
+    s = Settings.from_env({"BRIDGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                           "BRIDGE_KAFKA_SASL_MECHANISM": "scram-sha-512",
+                           "BRIDGE_KAFKA_SASL_USERNAME": "u",
+                           "BRIDGE_KAFKA_SASL_PASSWORD": "p"})  # fmt: skip
+    assert s.kafka.sasl_mechanism == "SCRAM-SHA-512"
+    assert s.kafka.sasl_password == Secret("p")
+
+
+def test_ingress_refuses_to_start_without_tokens() -> None:
+    s = Settings.from_env({})
+    with pytest.raises(ConfigError, match="BRIDGE_WEBHOOK_TOKENS"):
+        s.check_role("ingress")
+    Settings.from_env({"BRIDGE_WEBHOOK_AUTH": "none"}).check_role("ingress")
+    Settings.from_env({"BRIDGE_WEBHOOK_TOKENS": "t"}).check_role("ingress")
+
+
+def test_egress_needs_an_api_key() -> None:
+    with pytest.raises(ConfigError, match="BRIDGE_SPOTLER_API_KEY"):
+        Settings.from_env({"BRIDGE_WEBHOOK_TOKENS": "t"}).check_role("serve")
+    Settings.from_env({"BRIDGE_SPOTLER_API_KEY": "k"}).check_role("egress")
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bridge", *args], env=env,
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+
+
+def test_bridge_config_prints_masked_settings() -> None:
+    env = {"BRIDGE_WEBHOOK_TOKENS": "tok-123", "BRIDGE_SPOTLER_API_KEY": "key-456",
+           "BRIDGE_KAFKA_SASL_PASSWORD": "pw-789", "PATH": ""}  # fmt: skip
+    result = run_cli("config", env=env)
+    assert result.returncode == 0, result.stderr
+    for secret in ("tok-123", "key-456", "pw-789"):
+        assert secret not in result.stdout
+    shown = orjson.loads(result.stdout)
+    assert shown["ingress"]["webhook_tokens"] == ["****"]
+    assert shown["api"]["api_key"] == "****"
+
+
+def test_bridge_config_exits_2_naming_the_variable() -> None:
+    result = run_cli("config", env={"BRIDGE_HTTP_PORT": "nope", "PATH": ""})
+    assert result.returncode == 2
+    assert "BRIDGE_HTTP_PORT" in result.stderr
+
+
+def test_ingress_without_tokens_exits_2() -> None:
+    result = run_cli("ingress", env={"PATH": ""})
+    assert result.returncode == 2
+    assert "BRIDGE_WEBHOOK_TOKENS" in result.stderr
