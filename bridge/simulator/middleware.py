@@ -1,0 +1,118 @@
+"""The simulator's request pipeline: record, authenticate, inject faults, format errors.
+
+Owns what happens around every handler. API requests (everything outside ``/_sim``) are
+recorded with their answer, need ``Authorization: Bearer <key>`` (compared in constant time),
+and may be faulted (send-message and conversation routes only). Every failure, from any route,
+is answered in the platform's error format; unknown routes and methods are 404/1009.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+
+from bridge.simulator.api import FAULTY_ROUTES
+from bridge.simulator.responses import STATUS_CODE, ApiProblem, new_trace_id
+from bridge.simulator.state import SETTINGS, STATE
+
+log = structlog.get_logger(__name__)
+ADMIN_PREFIX = "/_sim"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def authorized(request: web.Request) -> bool:
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return False
+    given = key.strip().encode()
+    # Compare against every key, so the time taken does not tell which one nearly matched.
+    matches = [
+        hmac.compare_digest(given, k.reveal().encode()) for k in request.app[SETTINGS].api_keys
+    ]
+    return any(matches)
+
+
+def _problem_from_http(exc: web.HTTPException) -> ApiProblem:
+    if exc.status in (404, 405):
+        return ApiProblem(404, 1009, "Not found")
+    if exc.status == 413:
+        return ApiProblem(413, 1005, "Request body too large")
+    return ApiProblem(exc.status, STATUS_CODE.get(exc.status, 1005 if exc.status < 500 else 1004))
+
+
+@web.middleware
+async def platform_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run ``handler`` the way the platform would, and record API calls."""
+    trace_id = new_trace_id()
+    api = not request.path.startswith(ADMIN_PREFIX + "/") and request.path != ADMIN_PREFIX
+    is_authorized = authorized(request) if api else True
+    problem: ApiProblem | None = None
+    try:
+        if not is_authorized:
+            raise ApiProblem(401, 1001, "Unauthorized")
+        if api and request.match_info.route.name in FAULTY_ROUTES:
+            await request.app[STATE].faults.apply()
+        response = await handler(request)
+    except ApiProblem as exc:
+        problem = exc
+    except web.HTTPException as exc:
+        problem = _problem_from_http(exc)
+    except Exception:
+        log.exception("simulator.handler_failed", method=request.method, path=request.path)
+        problem = ApiProblem(500, 1004)
+    if problem is not None:
+        response = problem.response(trace_id)
+    if api:
+        await _record(request, response, is_authorized, problem, trace_id)
+    return response
+
+
+async def _record(
+    request: web.Request,
+    response: web.StreamResponse,
+    is_authorized: bool,
+    problem: ApiProblem | None,
+    trace_id: str,
+) -> None:
+    body: Any = None
+    raw_body: str | None = None
+    try:
+        raw = await request.read() if request.body_exists else b""
+    except web.HTTPException:
+        raw = b""
+    if raw:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raw_body = raw.decode("utf-8", "replace")[:10_000]
+    request.app[STATE].requests.append(
+        {
+            "authorized": is_authorized,
+            "body": body,
+            "code": problem.code if problem else None,
+            "headers": {
+                str(k): v for k, v in request.headers.items() if k.lower() != "authorization"
+            },
+            "method": request.method,
+            "path": request.path,
+            "query": {str(k): v for k, v in request.query.items()},
+            "rawBody": raw_body,
+            "status": response.status,
+            "time": time.time(),
+            "traceId": trace_id if problem else None,
+        }
+    )
+    log.debug(
+        "simulator.request",
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        code=problem.code if problem else None,
+    )

@@ -1,0 +1,271 @@
+"""The simulator's /v3 API over real HTTP: auth, errors, send messages, conversations."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from bridge.config import Secret
+
+SimClient = TestClient[web.Request, web.Application]
+
+AUTH = {"Authorization": "Bearer sim-key"}
+CHANNEL = "31612345678@whatsapp.eazy.im"
+CONTACT = "31611111111@whatsapp.eazy.im"
+SEND = f"/v3/channels/{CHANNEL}/messages/{CONTACT}"
+CONVERSATION = f"/v3/channels/{CHANNEL}/conversations/{CONTACT}"
+MEDIA = {"url": "https://cdn.example.com/f"}
+
+MESSAGES: dict[str, dict[str, Any]] = {
+    "text": {"message": {"body": "Have a nice day!", "type": "text"}},
+    "image": {
+        "message": {"mimeType": "image/jpeg", "caption": "c", "type": "image"},
+        "media": MEDIA,
+    },
+    "gif": {"message": {"mimeType": "video/mp4", "type": "gif"}, "media": MEDIA},
+    "video": {"message": {"mimeType": "video/mp4", "type": "video"}, "media": MEDIA},
+    "audio": {"message": {"mimeType": "audio/aac", "type": "audio"}, "media": MEDIA},
+    "ptt": {"message": {"mimeType": "audio/ogg", "type": "ptt"}, "media": MEDIA},
+    "sticker": {"message": {"mimeType": "image/webp", "type": "sticker"}, "media": MEDIA},
+    "document": {
+        "message": {
+            "fileName": "a.pdf",
+            "mimeType": "application/pdf",
+            "title": "A",
+            "type": "document",
+        },
+        "media": MEDIA,
+    },
+    "location": {"message": {"latitude": 52.1, "longitude": 5.1, "type": "location"}},
+    "contact": {"message": {"contacts": [{"name": "Jane"}], "type": "contact"}},
+    "template": {
+        "message": {
+            "template": {
+                "name": "delivery_notification",
+                "language": "nl",
+                "parameters": ["a", "b"],
+            },
+            "type": "template",
+        }
+    },
+    "button": {
+        "message": {
+            "interactive": {
+                "components": {
+                    "body": {"text": "How can we help you?", "type": "text"},
+                    "buttons": [
+                        {"reply": {"payload": "button_id_1", "title": "Option 1"}, "type": "reply"}
+                    ],
+                },
+                "type": "button",
+            },
+            "type": "interactive",
+        }
+    },
+    "product": {
+        "message": {
+            "interactive": {
+                "components": {"product": {"productId": "1105524"}},
+                "type": "product",
+            },
+            "type": "interactive",
+        }
+    },
+}
+
+INVALID: list[tuple[dict[str, Any], str]] = [
+    ({"message": {"type": "text"}}, "message.body: required"),
+    ({"message": {"type": "text", "body": "x", "colour": "red"}}, "message.colour: unknown field"),
+    ({"message": {"type": "image", "mimeType": "image/png"}}, "media: required for image"),
+    (
+        {"message": {"type": "document", "mimeType": "application/pdf"}, "media": MEDIA},
+        "message.fileName",
+    ),
+    ({"message": {"type": "location", "latitude": "1", "longitude": 2}}, "message.latitude"),
+    ({"message": {"type": "contact", "contacts": []}}, "message.contacts"),
+    ({"message": {"type": "fax"}}, "message.type: unknown type 'fax'"),
+    ({"message": {"type": "text", "body": "x"}, "extra": 1}, "extra: unknown field"),
+    ({}, "message: required"),
+]
+
+
+def assert_error(body: Any, code: int, message_part: str = "") -> None:
+    """The reference's error format: ``{"error": {"code", "message"}, "traceId": 6 hex}``."""
+    assert set(body) == {"error", "traceId"}
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str)
+    assert message_part in body["error"]["message"]
+    assert re.fullmatch(r"[0-9a-f]{6}", body["traceId"])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "sim-key"},
+        {"Authorization": "Basic sim-key"},
+    ],
+)
+async def test_missing_or_wrong_key_is_401_1001(sim: SimClient, headers: dict[str, str]) -> None:
+    """Without a known Bearer key every API call is 401/1001 in the documented format."""
+    resp = await sim.post(SEND, json=MESSAGES["text"], headers=headers)
+    assert resp.status == 401
+    assert_error(await resp.json(), 1001)
+
+
+async def test_several_keys_are_accepted(make_sim: Any) -> None:
+    """Any key from the configured list works; the others do not."""
+    sim = await make_sim(api_keys=(Secret("old"), Secret("new")))
+    for key, status in (("old", 201), ("new", 201), ("sim-key", 401)):
+        resp = await sim.post(
+            SEND, json=MESSAGES["text"], headers={"Authorization": f"Bearer {key}"}
+        )
+        assert resp.status == status
+
+
+@pytest.mark.parametrize("kind", sorted(MESSAGES))
+async def test_each_message_type_is_accepted(sim: SimClient, kind: str) -> None:
+    """A valid message of every type answers 201 with a 40-hex id, recorded in order."""
+    resp = await sim.post(SEND, json=MESSAGES[kind], headers=AUTH)
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    assert set(body) == {"id"}
+    assert re.fullmatch(r"[0-9a-f]{40}", body["id"])
+    (conversation,) = await (await sim.get("/_sim/messages")).json()
+    assert conversation["channelJid"] == CHANNEL
+    assert conversation["contactJid"] == CONTACT
+    (sent,) = conversation["messages"]
+    assert sent["id"] == body["id"]
+    assert sent["message"] == MESSAGES[kind]["message"]
+    assert sent.get("media") == MESSAGES[kind].get("media")
+
+
+@pytest.mark.parametrize(("body", "expected"), INVALID)
+async def test_invalid_message_is_400_1005_naming_the_field(
+    sim: SimClient, body: dict[str, Any], expected: str
+) -> None:
+    """An invalid body is 400/1005 whose message names the field; nothing is recorded."""
+    resp = await sim.post(SEND, json=body, headers=AUTH)
+    assert resp.status == 400
+    assert_error(await resp.json(), 1005, expected)
+    assert await (await sim.get("/_sim/messages")).json() == []
+
+
+async def test_bad_json_and_bad_jids(sim: SimClient) -> None:
+    """Bad JSON and invalid or mismatched JIDs are 400/1005."""
+    resp = await sim.post(SEND, data=b"{not json", headers=AUTH)
+    assert resp.status == 400
+    assert_error(await resp.json(), 1005, "JSON")
+    bad_jid = f"/v3/channels/{CHANNEL}/messages/+31611111111@whatsapp.eazy.im"
+    resp = await sim.post(bad_jid, json=MESSAGES["text"], headers=AUTH)
+    assert resp.status == 400
+    assert_error(await resp.json(), 1005, "contactJid")
+    mixed = f"/v3/channels/{CHANNEL}/messages/31611111111@sms.eazy.im"
+    resp = await sim.post(mixed, json=MESSAGES["text"], headers=AUTH)
+    assert_error(await resp.json(), 1005, "same network")
+
+
+@pytest.mark.parametrize(
+    ("template", "status", "code"),
+    [
+        ({"name": "hello", "language": "en", "parameters": ["John"]}, 201, None),
+        ({"name": "nope", "language": "en"}, 400, 1006),
+        ({"name": "hello", "language": "de", "parameters": ["John"]}, 400, 1006),
+        ({"name": "hello", "language": "en"}, 400, 1013),
+        ({"name": "delivery_notification", "language": "en", "parameters": ["a"]}, 400, 1013),
+        (
+            {
+                "name": "delivery_notification",
+                "language": "en",
+                "components": [{"type": "body", "parameters": [{"text": "a"}, {"text": "b"}]}],
+            },
+            201,
+            None,
+        ),
+    ],
+)
+async def test_templates(
+    sim: SimClient, template: dict[str, Any], status: int, code: int | None
+) -> None:
+    """Unknown templates are 400/1006, wrong parameter counts 400/1013."""
+    resp = await sim.post(
+        SEND, json={"message": {"type": "template", "template": template}}, headers=AUTH
+    )
+    assert resp.status == status
+    if code is not None:
+        assert_error(await resp.json(), code)
+
+
+async def test_unknown_routes_are_404_1009(sim: SimClient) -> None:
+    """Unknown paths and methods answer 404/1009 in the error format, after auth."""
+    for method, path in (("GET", "/v3/nothing"), ("DELETE", SEND), ("GET", "/")):
+        resp = await sim.request(method, path, headers=AUTH)
+        assert resp.status == 404
+        assert_error(await resp.json(), 1009)
+    resp = await sim.get("/v3/nothing")
+    assert resp.status == 401
+
+
+async def test_conversation_read_and_update(sim: SimClient) -> None:
+    """A send creates an OPEN conversation; PATCH applies changes and answers the result."""
+    resp = await sim.get(CONVERSATION, headers=AUTH)
+    assert resp.status == 404
+    assert_error(await resp.json(), 1009)
+    resp = await sim.patch(CONVERSATION, json={"status": "CLOSED"}, headers=AUTH)
+    assert resp.status == 404
+    assert (await sim.post(SEND, json=MESSAGES["text"], headers=AUTH)).status == 201
+
+    conversation = await (await sim.get(CONVERSATION, headers=AUTH)).json()
+    assert set(conversation) == {
+        "assignee", "channel", "contact", "createdAt", "id", "labels", "lastMessageReceivedAt",
+        "lastMessageSentAt", "messagesReceived", "messagesSent", "status", "team", "unreadCount",
+    }  # fmt: skip
+    assert conversation["channel"] == {"jid": CHANNEL}
+    assert conversation["contact"] == {"jid": CONTACT}
+    assert conversation["status"] == "OPEN"
+    assert conversation["messagesSent"] == 1
+    assert conversation["labels"] == []
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", conversation["createdAt"])
+
+    changes = {
+        "status": "CLOSED",
+        "assignee": "john@mycompany.com",
+        "labels": ["1580486175684@label.eazy.im"],
+        "team": "1601626130348@team.eazy.im",
+        "unreadCount": 0,
+    }
+    resp = await sim.patch(CONVERSATION, json=changes, headers=AUTH)
+    assert resp.status == 200
+    updated = await resp.json()
+    assert updated["status"] == "CLOSED"
+    assert updated["assignee"] == "john@mycompany.com"
+    assert updated["labels"] == ["1580486175684@label.eazy.im"]
+    assert updated["team"] == {"jid": "1601626130348@team.eazy.im"}
+    assert updated["unreadCount"] == 0
+    assert await (await sim.get(CONVERSATION, headers=AUTH)).json() == updated
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"status": "closed"}, "status"),
+        ({"priority": 1}, "priority: unknown field"),
+        ({"labels": ["Support"]}, "labels[0]"),
+        ({}, "at least one"),
+    ],
+)
+async def test_invalid_conversation_update_is_400_1005(
+    sim: SimClient, changes: dict[str, Any], expected: str
+) -> None:
+    """PATCH bodies are validated with the egress rules; nothing changes on failure."""
+    assert (await sim.post(SEND, json=MESSAGES["text"], headers=AUTH)).status == 201
+    resp = await sim.patch(CONVERSATION, json=changes, headers=AUTH)
+    assert resp.status == 400
+    assert_error(await resp.json(), 1005, expected)
+    assert (await (await sim.get(CONVERSATION, headers=AUTH)).json())["status"] == "OPEN"
