@@ -1,4 +1,4 @@
-"""Command line: ``bridge serve|ingress|egress|simulator|config|tail``.
+"""Command line: ``bridge serve|ingress|egress|simulator|config|tail|produce``.
 
 Reads the environment once into :class:`~bridge.config.Settings`, configures logging, and hands
 over to the composition root. An invalid configuration exits with status 2 and a message naming
@@ -27,6 +27,7 @@ COMMANDS = {
     "simulator": "a local Spotler Message API simulator",
     "config": "print the effective configuration with secrets masked",
     "tail": "print records from the bridge's topics as they arrive",
+    "produce": "put JSON lines from stdin on a topic (send-message, update-conversation, a name)",
 }
 
 
@@ -40,16 +41,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.add_argument("--from-beginning", action="store_true")
             command.add_argument("--max", type=int, default=0, help="stop after N records")
             command.add_argument("--timeout", type=float, default=0, help="stop after N seconds")
+        if name == "produce":
+            command.add_argument("topic", help="send-message, update-conversation, or a topic")
     args = parser.parse_args(argv)
 
     if args.command == "simulator":
         from bridge.simulator import SimulatorSettings, run_simulator
 
-        sim = SimulatorSettings.from_env(os.environ)
-        logs.configure(os.environ.get("BRIDGE_LOG_LEVEL", "info").lower(),
-                       os.environ.get("BRIDGE_LOG_FORMAT", "json").lower())  # fmt: skip
-        _run(run_simulator(sim))
-        return 0
+        try:
+            sim = SimulatorSettings.from_env(os.environ)
+        except ConfigError as exc:
+            print(f"bridge: {exc}", file=sys.stderr)
+            return 2
+        logs.configure(
+            os.environ.get("BRIDGE_LOG_LEVEL", "info").lower(),
+            os.environ.get("BRIDGE_LOG_FORMAT", "json").lower(),
+        )
+        return _run(run_simulator(sim))
 
     try:
         settings = Settings.from_env(os.environ)
@@ -66,9 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logs.configure(settings.log_level, settings.log_format)
     if args.command == "tail":
-        from bridge.tail import tail
+        from bridge.topics_cli import tail
 
         return _run(tail(settings, args.topics, args.from_beginning, args.max, args.timeout))
+    if args.command == "produce":
+        from bridge.topics_cli import produce
+
+        return _run(produce(settings, args.topic, sys.stdin.readlines()))
 
     from bridge.app import run
 

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from bridge.api_client import SpotlerClient
 from bridge.config import Role, Settings
+from bridge.consumer import Egress
 from bridge.durable import Durable
 from bridge.events import Topics
 from bridge.metrics import Metrics
@@ -55,6 +57,8 @@ def build(settings: Settings, role: Role) -> Parts:
     publisher = KafkaPublisher(settings.kafka, metrics, max_request_size=max_record)
     ops = make_ops_app(metrics, health)
     ops.cleanup_ctx.append(_publisher_ctx(publisher))
+    if role in ("egress", "serve"):
+        ops.cleanup_ctx.append(_egress_ctx(settings, metrics, publisher, health))
     webhook = None
     if role in ("ingress", "serve"):
         durable = Durable(publisher, publish_timeout=settings.ingress.publish_timeout)
@@ -74,6 +78,30 @@ def _publisher_ctx(publisher: KafkaPublisher) -> CleanupCtx:
             with contextlib.suppress(asyncio.CancelledError):
                 await connect
             await publisher.close()
+
+    return ctx
+
+
+def _egress_ctx(
+    settings: Settings, metrics: Metrics, publisher: KafkaPublisher, health: Health
+) -> CleanupCtx:
+    @contextlib.asynccontextmanager
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        api = SpotlerClient(settings.api, metrics, max_connections=settings.egress.concurrency)
+        egress = Egress(settings, metrics, publisher, api)
+        task = asyncio.create_task(egress.run(), name="egress")
+        health.tasks["egress"] = task
+        health.checks["egress"] = lambda: egress.ready
+        try:
+            yield
+        finally:
+            await egress.stop()  # finish in-flight commands, commit
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    await task
+                except Exception:
+                    log.exception("egress.failed")
+            await api.close()
 
     return ctx
 

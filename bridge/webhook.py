@@ -99,8 +99,11 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
         }
 
     record = normalize(body, app[TOPICS], received_at=time.time())
-    fields: dict[str, object] = {"event_type": record.event, "event_id": record.event_id,
-                                 "size": len(body)}  # fmt: skip
+    fields: dict[str, object] = {
+        "event_type": record.event,
+        "event_id": record.event_id,
+        "size": len(body),
+    }
     recent = app[RECENT]
     if record.event_id in recent:
         metrics.webhooks.labels(record.event, "duplicate").inc()

@@ -7,7 +7,8 @@ faulted calls are never validated, recorded as messages, or acknowledged with re
 Order per call: latency (``latencyMs`` plus up to ``latencyJitterMs``), then ``failNext`` (the
 next N calls fail with ``errorStatus``/``errorCode``), then ``rate429`` (429, code 1003, with a
 ``Retry-After`` header of ``retryAfter`` seconds: an integer when whole, else a decimal, which
-real clients may not parse), then ``errorRate``.
+real clients may not parse), then ``errorRate``. With ``contacts`` set, only calls to those
+contact JIDs are affected (one slow or failing conversation beside healthy ones).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ _FIELDS = {
     "latencyJitterMs": "latency_jitter_ms",
     "failNext": "fail_next",
     "seed": "seed",
+    "contacts": "contacts",
 }
 
 
@@ -44,6 +46,7 @@ class FaultConfig:
     latency_jitter_ms: float = 0.0
     fail_next: int = 0
     seed: int | None = None
+    contacts: tuple[str, ...] = ()  # only calls to these contacts fail; empty: every call
 
     @classmethod
     def from_json(cls, body: Any) -> FaultConfig:
@@ -63,7 +66,11 @@ class FaultConfig:
         _number(body, "errorCode", 1001, 9999, integer=True)
         if body.get("seed") is not None:
             _number(body, "seed", -(2**63), 2**63, integer=True)
+        contacts = body.get("contacts", [])
+        if not isinstance(contacts, list) or not all(isinstance(c, str) for c in contacts):
+            raise validation_error("contacts: must be a list of contact JIDs")
         values = {_FIELDS[k]: v for k, v in body.items()}
+        values["contacts"] = tuple(contacts)
         # Name only a status or only a code and the other follows the reference's table.
         if "errorStatus" in body and "errorCode" not in body:
             values["error_code"] = STATUS_CODE.get(body["errorStatus"], 1004)
@@ -73,6 +80,7 @@ class FaultConfig:
 
     def to_json(self) -> dict[str, Any]:
         plain = asdict(self)
+        plain["contacts"] = list(self.contacts)
         return {key: plain[attr] for key, attr in _FIELDS.items()}
 
 
@@ -103,9 +111,11 @@ class FaultInjector:
     def to_json(self) -> dict[str, Any]:
         return {**self.config.to_json(), "failNextRemaining": self.remaining}
 
-    async def apply(self) -> None:
+    async def apply(self, contact: str | None = None) -> None:
         """Sleep the configured latency, then raise :class:`ApiProblem` if this call fails."""
         c = self.config
+        if c.contacts and contact not in c.contacts:
+            return
         delay_ms = c.latency_ms + (
             self.rng.uniform(0, c.latency_jitter_ms) if c.latency_jitter_ms else 0
         )

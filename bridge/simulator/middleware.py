@@ -58,7 +58,7 @@ async def platform_middleware(request: web.Request, handler: Handler) -> web.Str
         if not is_authorized:
             raise ApiProblem(401, 1001, "Unauthorized")
         if api and request.match_info.route.name in FAULTY_ROUTES:
-            await request.app[STATE].faults.apply()
+            await request.app[STATE].faults.apply(request.match_info.get("contactJid"))
         response = await handler(request)
     except ApiProblem as exc:
         problem = exc

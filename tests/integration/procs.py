@@ -45,9 +45,14 @@ class BridgeProcess:
     async def start(self) -> BridgeProcess:
         log = self.log_path.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bridge", self.command,
-            env=self.env, stdout=log, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "bridge",
+            self.command,
+            env=self.env,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         log.close()
         return self
 
@@ -57,7 +62,9 @@ class BridgeProcess:
             while True:
                 assert self.proc is not None
                 if self.proc.returncode is not None:
-                    raise AssertionError(f"{self.command} exited {self.proc.returncode}:\n{self.logs()}")
+                    raise AssertionError(
+                        f"{self.command} exited {self.proc.returncode}:\n{self.logs()}"
+                    )
                 try:
                     async with http.get(self.ops_url + path) as resp:
                         if resp.status == 200:
@@ -138,9 +145,12 @@ async def consume(
     that should NOT be there has a chance to show up.
     """
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, group_id=None,
-        auto_offset_reset="earliest", enable_auto_commit=False,
-    )  # fmt: skip
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     loop = asyncio.get_running_loop()
@@ -165,8 +175,76 @@ def value(record: ConsumerRecord[bytes, bytes]) -> Any:
     return orjson.loads(record.value)
 
 
-async def post(url: str, body: bytes, token: str | None = "tok") -> tuple[int, Any]:
+async def post(url: str, body: bytes, token: str | None = "tok") -> tuple[int, Any]:  # noqa: S107
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as resp:
         text = await resp.read()
         return resp.status, orjson.loads(text) if text[:1] == b"{" else text
+
+
+async def produce(
+    bootstrap: str, topic: str, values: Iterable[Any], *, timestamp_ms: int | None = None
+) -> None:
+    """Put JSON values (or raw bytes) on ``topic``, keyed by conversation as DESIGN.md asks."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for item in values:
+            raw = item if isinstance(item, bytes) else orjson.dumps(item)
+            key = None
+            if isinstance(item, dict) and "channelJid" in item and "contactJid" in item:
+                key = f"{item['channelJid']}/{item['contactJid']}".encode()
+            await producer.send(topic, raw, key=key, timestamp_ms=timestamp_ms)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+class Simulator:
+    """A ``bridge simulator`` process and its admin endpoints."""
+
+    def __init__(self, proc: BridgeProcess, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.api_url = self.url + "/v3"
+
+    async def admin(self, method: str, path: str, body: Any = None) -> Any:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, self.url + "/_sim/" + path, json=body) as resp,
+        ):
+            assert resp.status < 300, await resp.text()
+            text = await resp.read()
+            return orjson.loads(text) if text else None
+
+    async def faults(self, **faults: Any) -> None:
+        await self.admin("POST", "faults", faults)
+
+
+async def start_simulator(procs: ProcessFactory, **env: str) -> Simulator:
+    port = free_port()
+    proc = procs.make(
+        "simulator",
+        SIMULATOR_PORT=str(port),
+        SIMULATOR_API_KEYS="sim-key",
+        SIMULATOR_RECEIPT_DELAY="0.05",
+        SIMULATOR_RETRY_BASE="0.05",
+        SIMULATOR_RETRY_MAX="0.5",
+        **env,
+    )
+    await proc.start()
+    deadline = asyncio.get_running_loop().time() + 20
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/_sim/faults") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            assert asyncio.get_running_loop().time() < deadline, proc.logs()
+            await asyncio.sleep(0.1)
+    return Simulator(proc, port)

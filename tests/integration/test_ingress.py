@@ -7,6 +7,7 @@ import base64
 import socket
 import time
 
+import aiohttp
 import orjson
 import pytest
 
@@ -19,8 +20,13 @@ pytestmark = pytest.mark.kafka
 
 
 async def start_ingress(procs: ProcessFactory, kafka: str, prefix: str, **env: str):
-    bridge = procs.make("ingress", BRIDGE_KAFKA_BOOTSTRAP_SERVERS=kafka, BRIDGE_TOPIC_PREFIX=prefix,
-                        BRIDGE_WEBHOOK_TOKENS="tok,tok2", **env)  # fmt: skip
+    bridge = procs.make(
+        "ingress",
+        BRIDGE_KAFKA_BOOTSTRAP_SERVERS=kafka,
+        BRIDGE_TOPIC_PREFIX=prefix,
+        BRIDGE_WEBHOOK_TOKENS="tok,tok2",
+        **env,
+    )
     await bridge.start()
     await bridge.wait_ready()
     return bridge
@@ -52,10 +58,13 @@ async def test_message_round_trip(procs, kafka, prefix, event_schema) -> None:
     assert raw in record.value
     assert data["message"]["body"] == "Thank you "
     assert data["direction"] == "inbound"
-    received = time.mktime(time.strptime(data["receivedAt"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    received = (
+        time.mktime(time.strptime(data["receivedAt"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    )
     assert before - 2 <= received <= time.time() + 2
     ce = parse_cloudevent(record.headers, record.key, record.value)
-    assert ce.get_id() == event["id"] and ce.get_source() == event["source"]
+    assert ce.get_id() == event["id"]
+    assert ce.get_source() == event["source"]
 
 
 async def test_every_event_type_reaches_its_topic(procs, kafka, prefix, event_schema) -> None:
@@ -100,8 +109,11 @@ async def test_duplicate_is_published_once(procs, kafka, prefix) -> None:
     bridge = await start_ingress(procs, kafka, prefix)
     raw = orjson.dumps(samples.message_body("location"))
     answers = [await post(bridge.url + "/webhooks", raw) for _ in range(3)]
-    assert [(s, a["status"]) for s, a in answers] == [(200, "published"), (200, "duplicate"),
-                                                      (200, "duplicate")]  # fmt: skip
+    assert [(s, a["status"]) for s, a in answers] == [
+        (200, "published"),
+        (200, "duplicate"),
+        (200, "duplicate"),
+    ]
     records = await consume(kafka, [f"{prefix}.events.message"], count=1, settle=2.0)
     assert len(records) == 1
     metrics = await bridge.metrics()
@@ -121,7 +133,11 @@ async def test_dead_letters_keep_the_raw_bytes(procs, kafka, prefix, deadletter_
         deadletter_schema.validate(event)
         assert record.key is None
         data = event["data"]
-        body = base64.b64decode(data["body"]) if data["bodyEncoding"] == "base64" else data["body"].encode()
+        body = (
+            base64.b64decode(data["body"])
+            if data["bodyEncoding"] == "base64"
+            else data["body"].encode()
+        )
         recovered.add(body)
         assert data["reason"]
     assert recovered == set(bodies)
@@ -130,14 +146,18 @@ async def test_dead_letters_keep_the_raw_bytes(procs, kafka, prefix, deadletter_
 async def test_503_when_kafka_is_unreachable(procs, kafka, prefix) -> None:
     """No broker behind the address: not ready, and deliveries get 503 so the platform retries."""
     dead = f"127.0.0.1:{free_port()}"
-    bridge = procs.make("ingress", BRIDGE_KAFKA_BOOTSTRAP_SERVERS=dead, BRIDGE_TOPIC_PREFIX=prefix,
-                        BRIDGE_WEBHOOK_TOKENS="tok", BRIDGE_PUBLISH_TIMEOUT="0.5")  # fmt: skip
+    bridge = procs.make(
+        "ingress",
+        BRIDGE_KAFKA_BOOTSTRAP_SERVERS=dead,
+        BRIDGE_TOPIC_PREFIX=prefix,
+        BRIDGE_WEBHOOK_TOKENS="tok",
+        BRIDGE_PUBLISH_TIMEOUT="0.5",
+    )
     await bridge.start()
     await bridge.wait_ready(path="/healthz")
-    async with __import__("aiohttp").ClientSession() as http:
-        async with http.get(bridge.ops_url + "/readyz") as resp:
-            assert resp.status == 503
-            assert (await resp.json())["checks"]["kafka"] is False
+    async with aiohttp.ClientSession() as http, http.get(bridge.ops_url + "/readyz") as resp:
+        assert resp.status == 503
+        assert (await resp.json())["checks"]["kafka"] is False
     started = time.monotonic()
     status, _ = await post(bridge.url + "/webhooks", orjson.dumps(samples.message_body("text")))
     assert status == 503
@@ -161,6 +181,9 @@ async def test_slow_headers_are_cut(procs, kafka, prefix) -> None:
 
 async def test_sigterm_exits_cleanly_and_readiness_flips(procs, kafka, prefix) -> None:
     bridge = await start_ingress(procs, kafka, prefix)
-    assert (await post(bridge.url + "/webhooks", orjson.dumps(samples.message_body("text"))))[0] == 200
+    assert (await post(bridge.url + "/webhooks", orjson.dumps(samples.message_body("text"))))[
+        0
+    ] == 200
     assert await bridge.stop() == 0
-    assert "shutdown.requested" in bridge.logs() and "kafka.producer_closed" in bridge.logs()
+    assert "shutdown.requested" in bridge.logs()
+    assert "kafka.producer_closed" in bridge.logs()

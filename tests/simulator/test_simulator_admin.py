@@ -229,3 +229,13 @@ async def test_run_simulator_serves_until_cancelled() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_faults_can_target_one_conversation(sim: SimClient) -> None:
+    """With ``contacts`` set, only that conversation fails; the others are served normally."""
+    other = "31622222222@whatsapp.eazy.im"
+    faults = await set_faults(sim, errorRate=1.0, errorStatus=503, contacts=[CONTACT])
+    assert faults["contacts"] == [CONTACT]
+    assert (await sim.post(SEND, json=TEXT, headers=AUTH)).status == 503
+    other_send = f"/v3/channels/{CHANNEL}/messages/{other}"
+    assert (await sim.post(other_send, json=TEXT, headers=AUTH)).status == 201

@@ -1,7 +1,8 @@
-"""``bridge tail``: print records from the bridge's topics, one JSON line each (operator tool).
+"""Operator tools on the bridge's topics: ``bridge tail`` and ``bridge produce``.
 
-Reads without a consumer group (nothing is committed, nobody else's offsets move). Values that
-are JSON are printed as JSON; anything else as text.
+``tail`` prints records one JSON line each, reading without a consumer group (nothing is
+committed, nobody else's offsets move). ``produce`` puts JSON lines from standard input on a
+topic, keyed ``<channelJid>/<contactJid>`` as DESIGN.md asks of command producers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import sys
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.config import Settings
 from bridge.events import Topics
@@ -64,4 +65,32 @@ async def tail(
                         break
     finally:
         await consumer.stop()
+    return 0
+
+
+async def produce(settings: Settings, topic: str, lines: list[str]) -> int:
+    """Publish each non-empty line (a JSON command) to ``topic``; returns an exit code."""
+    topics = Topics(settings.kafka.topic_prefix)
+    name = {
+        "send-message": topics.send_message,
+        "update-conversation": topics.update_conversation,
+    }.get(topic, topic)
+    producer = AIOKafkaProducer(
+        acks="all", enable_idempotence=True, **client_options(settings.kafka)
+    )
+    await producer.start()
+    try:
+        for line in filter(None, (raw.strip() for raw in lines)):
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                print(f"bridge produce: not JSON: {exc}", file=sys.stderr)
+                return 2
+            key = None
+            if isinstance(doc, dict) and doc.get("channelJid") and doc.get("contactJid"):
+                key = f"{doc['channelJid']}/{doc['contactJid']}".encode()
+            meta = await producer.send_and_wait(name, line.encode(), key=key)
+            print(f"{name} partition {meta.partition} offset {meta.offset}", file=sys.stderr)
+    finally:
+        await producer.stop()
     return 0

@@ -1,0 +1,137 @@
+"""Delivery policy for egress: retry backoff, rate limits and the circuit breaker.
+
+Decides *when* an API call may happen; knows nothing of Kafka or HTTP. Backoff is exponential
+with full jitter (a random delay between 0 and ``base * 2**attempt``, capped), so that many
+commands failing together do not retry together. The rate limiter is a token bucket per
+channel under a global one. The breaker opens after ``threshold`` consecutive retriable
+failures, lets one probe through after ``open_seconds``, and closes when a probe succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import time
+from collections.abc import Callable
+
+
+def backoff(
+    attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Full-jitter delay before retry number ``attempt`` (1 = the first retry)."""
+    ceiling: float = min(cap, base * (2.0 ** min(attempt - 1, 30)))
+    return ceiling * rand()
+
+
+class TokenBucket:
+    """``rate`` tokens per second, bursts up to ``burst``; ``rate`` 0 means unlimited."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.burst
+        self._stamp = time.monotonic()
+
+    def delay(self) -> float:
+        """Take a token now, returning how long to wait before using it (0 if available)."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self._tokens -= 1.0
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+class RateLimiter:
+    """A global bucket and one bucket per channel; both must allow a call."""
+
+    def __init__(self, rate: float, per_channel: float, max_channels: int = 10_000) -> None:
+        self._global = TokenBucket(rate)
+        self._per_channel = per_channel
+        self._channels: dict[str, TokenBucket] = {}
+        self._max_channels = max_channels
+
+    async def acquire(self, channel: str) -> float:
+        """Wait until a call to ``channel`` is allowed; returns the seconds waited."""
+        bucket = self._channels.get(channel)
+        if bucket is None:
+            if len(self._channels) >= self._max_channels:
+                self._channels.clear()  # bounded memory; a fresh bucket only allows a burst
+            bucket = self._channels[channel] = TokenBucket(self._per_channel)
+        wait = max(self._global.delay(), bucket.delay())
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return wait
+
+
+class CircuitState(enum.IntEnum):
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+class CircuitBreaker:
+    """Stops calls while the platform keeps failing; ``on_change`` hears every transition."""
+
+    def __init__(
+        self,
+        threshold: int,
+        open_seconds: float,
+        on_change: Callable[[CircuitState], None] | None = None,
+    ) -> None:
+        self.threshold = threshold
+        self.open_seconds = open_seconds
+        self.state = CircuitState.CLOSED
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probing = False
+        self._closed = asyncio.Event()
+        self._closed.set()
+        self._on_change = on_change
+
+    def _set(self, state: CircuitState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        if state is CircuitState.CLOSED:
+            self._closed.set()
+        else:
+            self._closed.clear()
+        if self._on_change is not None:
+            self._on_change(state)
+
+    async def allow(self) -> None:
+        """Wait until a call may be made: at once when closed; one probe at a time otherwise."""
+        while True:
+            if self.state is CircuitState.CLOSED:
+                return
+            remaining = self._opened_at + self.open_seconds - time.monotonic()
+            if remaining <= 0 and not self._probing:
+                self._probing = True
+                self._set(CircuitState.HALF_OPEN)
+                return
+            try:
+                async with asyncio.timeout(max(remaining, 0.05)):
+                    await self._closed.wait()
+            except TimeoutError:
+                continue
+
+    def success(self) -> None:
+        self._failures = 0
+        self._probing = False
+        self._set(CircuitState.CLOSED)
+
+    def failure(self) -> None:
+        """A retriable failure (5xx, 429, network): count it, open at the threshold."""
+        self._failures += 1
+        if self._probing or self._failures >= self.threshold:
+            self._probing = False
+            self._opened_at = time.monotonic()
+            self._set(CircuitState.OPEN)
+
+    def neutral(self) -> None:
+        """A call that ended without saying anything about the platform's health (e.g. 400)."""
+        if self._probing:
+            self.success()
