@@ -1,0 +1,59 @@
+# spotler-bridge: one entry point for installing, checking, running and measuring.
+#   make install   virtualenv in .venv with the package and its dev tools
+#   make check     lint, types, every test (real Kafka broker started and stopped), chart checks
+#   make test      every test against a real Kafka broker
+#   make run       Kafka, the simulator and `bridge serve`, wired together, in the foreground
+#   make bench     the benchmark harness (tests/bench)
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PY := $(BIN)/python
+
+.PHONY: install lint format typecheck test unit check deploy-check tools kafka-up kafka-down run bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+lint: install
+	$(BIN)/ruff check bridge tests
+	$(BIN)/ruff format --check bridge tests
+
+format: install
+	$(BIN)/ruff format bridge tests
+	$(BIN)/ruff check --fix bridge tests
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install
+	scripts/test.sh
+
+unit: install
+	$(BIN)/python -m pytest tests/unit tests/simulator
+
+tools:
+	scripts/tools.sh
+
+deploy-check: install tools
+	scripts/check-deploy.sh
+
+check: lint typecheck deploy-check test
+
+kafka-up:
+	scripts/kafka.sh up
+
+kafka-down:
+	scripts/kafka.sh down
+
+run: install
+	scripts/run-local.sh
+
+bench: install
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .kafka .kafka-test .tools var
