@@ -30,6 +30,7 @@ from bridge.events import Topics
 from bridge.metrics import Metrics
 from bridge.ops import Health, make_ops_app
 from bridge.publisher import KafkaPublisher
+from bridge.spool import Spool
 from bridge.webhook import make_webhook_app
 
 log = structlog.get_logger(__name__)
@@ -61,7 +62,9 @@ def build(settings: Settings, role: Role) -> Parts:
         ops.cleanup_ctx.append(_egress_ctx(settings, metrics, publisher, health))
     webhook = None
     if role in ("ingress", "serve"):
-        durable = Durable(publisher, publish_timeout=settings.ingress.publish_timeout)
+        spool = Spool(settings.spool, metrics)
+        ops.cleanup_ctx.append(_spool_ctx(spool, publisher, health))
+        durable = Durable(publisher, spool, publish_timeout=settings.ingress.publish_timeout)
         health.checks["kafka"] = lambda: durable.ready
         webhook = make_webhook_app(settings.ingress, topics, metrics, durable)
     return Parts(ops=ops, webhook=webhook, health=health, metrics=metrics)
@@ -78,6 +81,34 @@ def _publisher_ctx(publisher: KafkaPublisher) -> CleanupCtx:
             with contextlib.suppress(asyncio.CancelledError):
                 await connect
             await publisher.close()
+
+    return ctx
+
+
+def _spool_ctx(spool: Spool, publisher: KafkaPublisher, health: Health) -> CleanupCtx:
+    @contextlib.asynccontextmanager
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await asyncio.to_thread(spool.open)  # recovers what a previous process left
+        writer = asyncio.create_task(spool.run_writer(), name="spool-writer")
+        drain = asyncio.create_task(spool.run_drain(publisher), name="spool-drain")
+        health.tasks["spool-writer"] = writer
+        health.tasks["spool-drain"] = drain
+        try:
+            yield
+        finally:
+            await spool.wait_until(lambda: not spool.queued)
+            # Drain what Kafka will take before the deadline; the rest stays on disk.
+            loop = asyncio.get_running_loop()
+            end = (health.deadline or loop.time()) - 3.0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(end):
+                    await spool.wait_until(lambda: spool.empty or not publisher.connected)
+            for task in (drain, writer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            spool.close()
+            log.info("spool.closed", records_left=spool.pending)
 
     return ctx
 
@@ -156,6 +187,7 @@ async def run(settings: Settings, role: Role) -> int:
     watchdog.cancel()
     code = 0 if signals else 1  # a dead background task is a failure, not a clean stop
     parts.health.shutting_down = True
+    parts.health.deadline = loop.time() + timeout
     try:
         async with asyncio.timeout(timeout):
             if hook_runner is not None:

@@ -1,28 +1,52 @@
-"""Delivery policy for ingress: make a record durable, in Kafka or (later) in the spool.
+"""Delivery policy for ingress: make a record durable, in Kafka or in the spool.
 
-:class:`Durable` is the ``Store`` the webhook app calls. It publishes to Kafka and waits for the
-acknowledgement within ``publish_timeout``; when Kafka cannot take the record in time it raises
-a retriable :class:`~bridge.errors.PublishError` and the webhook answers 503.
+:class:`Durable` is the ``Store`` the webhook app calls. While the spool is empty it publishes
+to Kafka and waits for the acknowledgement within ``publish_timeout``; when Kafka does not
+acknowledge in time (or is not connected), the record is appended to the spool and fsync'd
+instead. While the spool holds records, new ones go to the spool too, behind them, so the drain
+keeps each conversation in order. Only when the spool cannot take a record either does this
+raise (the webhook answers 503).
+
+Duplicate window: a record whose acknowledgement timed out may still reach Kafka from the
+producer's buffer *and* be spooled and drained later: the same event id twice, never a loss.
 """
 
 from __future__ import annotations
 
+import structlog
+
+from bridge.errors import PublishError
 from bridge.events import Record
 from bridge.publisher import Publisher
+from bridge.spool import Spool
+
+log = structlog.get_logger(__name__)
 
 
 class Durable:
-    """Publish-or-fail: the record is durable once Kafka acknowledged it."""
+    """Publish, or spool when Kafka cannot take the record in time."""
 
-    def __init__(self, publisher: Publisher, *, publish_timeout: float) -> None:
+    def __init__(
+        self, publisher: Publisher, spool: Spool | None, *, publish_timeout: float
+    ) -> None:
         self._publisher = publisher
+        self._spool = spool
         self._timeout = publish_timeout
 
     @property
     def ready(self) -> bool:
-        """Whether a record handed over now has a chance to become durable."""
-        return self._publisher.connected
+        """Whether a record handed over now can become durable (Kafka or spool room)."""
+        return self._publisher.connected or (self._spool is not None and self._spool.writable)
 
     async def __call__(self, record: Record) -> str:
-        await self._publisher.publish(record, timeout=self._timeout)
-        return "published"
+        spool = self._spool
+        if spool is None or (spool.empty and self._publisher.connected):
+            try:
+                await self._publisher.publish(record, timeout=self._timeout)
+                return "published"
+            except PublishError as exc:
+                if spool is None:
+                    raise
+                log.debug("ingress.spooling", reason=str(exc))
+        await spool.append(record)
+        return "spooled"

@@ -24,6 +24,7 @@ class Health:
     """What the probes report: readiness checks, background tasks, and the shutdown flag."""
 
     shutting_down: bool = False
+    deadline: float | None = None  # loop time by which shutdown must be complete
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 

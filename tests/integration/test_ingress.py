@@ -7,7 +7,6 @@ import base64
 import socket
 import time
 
-import aiohttp
 import orjson
 import pytest
 
@@ -143,8 +142,8 @@ async def test_dead_letters_keep_the_raw_bytes(procs, kafka, prefix, deadletter_
     assert recovered == set(bodies)
 
 
-async def test_503_when_kafka_is_unreachable(procs, kafka, prefix) -> None:
-    """No broker behind the address: not ready, and deliveries get 503 so the platform retries."""
+async def test_spool_takes_deliveries_when_kafka_is_unreachable(procs, kafka, prefix) -> None:
+    """No broker at the address: deliveries are spooled (200), and 503 once the spool is full."""
     dead = f"127.0.0.1:{free_port()}"
     bridge = procs.make(
         "ingress",
@@ -152,17 +151,59 @@ async def test_503_when_kafka_is_unreachable(procs, kafka, prefix) -> None:
         BRIDGE_TOPIC_PREFIX=prefix,
         BRIDGE_WEBHOOK_TOKENS="tok",
         BRIDGE_PUBLISH_TIMEOUT="0.5",
+        BRIDGE_SPOOL_MAX_BYTES=str(1024 * 1024),
     )
     await bridge.start()
-    await bridge.wait_ready(path="/healthz")
-    async with aiohttp.ClientSession() as http, http.get(bridge.ops_url + "/readyz") as resp:
-        assert resp.status == 503
-        assert (await resp.json())["checks"]["kafka"] is False
-    started = time.monotonic()
-    status, _ = await post(bridge.url + "/webhooks", orjson.dumps(samples.message_body("text")))
-    assert status == 503
-    assert time.monotonic() - started < 5
+    await bridge.wait_ready()  # ready: the spool can take writes
+    status, answer = await post(
+        bridge.url + "/webhooks", orjson.dumps(samples.message_body("text"))
+    )
+    assert (status, answer["status"]) == (200, "spooled")
+    statuses = []
+    for _ in range(40):  # 40 x 64 KiB > 1 MiB
+        body = samples.message_body("text")
+        body["message"]["body"] = "x" * 64 * 1024
+        statuses.append((await post(bridge.url + "/webhooks", orjson.dumps(body)))[0])
+    assert statuses.count(200) >= 5  # each record holds the 64 KiB body twice
+    assert statuses[-1] == 503
+    metrics = await bridge.metrics()
+    assert 'spotler_bridge_webhooks_total{event="message",outcome="unavailable"}' in metrics
+    assert "spotler_bridge_spool_records " in metrics
     assert await bridge.stop() == 0
+
+
+async def test_spooled_records_reach_kafka_after_restart(procs, kafka, prefix) -> None:
+    """What was spooled while Kafka was unreachable is drained by the next process."""
+    dead = f"127.0.0.1:{free_port()}"
+    first = procs.make(
+        "ingress",
+        BRIDGE_KAFKA_BOOTSTRAP_SERVERS=dead,
+        BRIDGE_TOPIC_PREFIX=prefix,
+        BRIDGE_WEBHOOK_TOKENS="tok",
+        BRIDGE_PUBLISH_TIMEOUT="0.3",
+        BRIDGE_SHUTDOWN_TIMEOUT="4",
+    )
+    await first.start()
+    await first.wait_ready()
+    bodies = [samples.message_body("text") for _ in range(25)]
+    for body in bodies:
+        assert (await post(first.url + "/webhooks", orjson.dumps(body)))[1]["status"] == "spooled"
+    assert await first.stop() == 0
+    second = procs.make(
+        "ingress",
+        BRIDGE_KAFKA_BOOTSTRAP_SERVERS=kafka,
+        BRIDGE_TOPIC_PREFIX=prefix,
+        BRIDGE_WEBHOOK_TOKENS="tok",
+        BRIDGE_SPOOL_DIR=first.env["BRIDGE_SPOOL_DIR"],
+    )
+    await second.start()
+    await second.wait_ready()
+    records = await consume(kafka, [f"{prefix}.events.message"], count=25, settle=1.0)
+    # one conversation: drained in the order the deliveries were acknowledged
+    assert [value(r)["data"]["message"]["id"] for r in records] == [
+        b["message"]["id"] for b in bodies
+    ]
+    assert len(records) == 25
 
 
 async def test_slow_headers_are_cut(procs, kafka, prefix) -> None:
