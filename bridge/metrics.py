@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from bridge.events import EVENT_TYPES
+
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -136,3 +138,19 @@ class Metrics:
         self.commands_in_flight = Gauge(
             p + "commands_in_flight", "Commands taken off Kafka and not yet finished.", registry=r
         )
+        self._zero_known_series()
+
+    def _zero_known_series(self) -> None:
+        """Export the known label sets at 0 from the start, so rate() and increase() see the
+        first event (a series that appears with value 1 is invisible to them)."""
+        for event in (*EVENT_TYPES, "unknown", "deadletter"):
+            for outcome in ("published", "spooled", "duplicate", "unavailable"):
+                self.webhooks.labels(event, outcome)
+        self.webhooks.labels("deadletter", "deadletter")
+        self.webhooks.labels("none", "rejected")
+        for reason in ("unauthorized", "too_large", "timeout"):
+            self.webhook_rejections.labels(reason)
+        for command in ("send-message", "update-conversation"):
+            for outcome in ("succeeded", "failed", "deadletter", "expired", "duplicate"):
+                self.commands.labels(command, outcome)
+            self.retries.labels(command)

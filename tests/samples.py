@@ -91,7 +91,11 @@ def other_events() -> dict[str, dict[str, Any]]:
             "contextInfo": {"originator": {"jid": AGENT}},
             "message": {"id": new_id(), "type": "text", "body": "How can I help?"},
         },
-        "receipt": {**inbound, "type": "receipt", "message": {"id": new_id(), "status": "DELIVERED"}},
+        "receipt": {
+            **inbound,
+            "type": "receipt",
+            "message": {"id": new_id(), "status": "DELIVERED"},
+        },
         "postback": {
             **inbound,
             "type": "postback",

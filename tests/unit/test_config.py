@@ -69,10 +69,14 @@ def test_sasl_needs_mechanism_and_credentials() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"BRIDGE_KAFKA_SECURITY_PROTOCOL": "sasl_ssl"})
     assert "BRIDGE_KAFKA_SASL_MECHANISM" in str(info.value)
-    s = Settings.from_env({"BRIDGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-                           "BRIDGE_KAFKA_SASL_MECHANISM": "scram-sha-512",
-                           "BRIDGE_KAFKA_SASL_USERNAME": "u",
-                           "BRIDGE_KAFKA_SASL_PASSWORD": "p"})  # fmt: skip
+    s = Settings.from_env(
+        {
+            "BRIDGE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "BRIDGE_KAFKA_SASL_MECHANISM": "scram-sha-512",
+            "BRIDGE_KAFKA_SASL_USERNAME": "u",
+            "BRIDGE_KAFKA_SASL_PASSWORD": "p",
+        }
+    )
     assert s.kafka.sasl_mechanism == "SCRAM-SHA-512"
     assert s.kafka.sasl_password == Secret("p")
 
@@ -92,13 +96,23 @@ def test_egress_needs_an_api_key() -> None:
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge", *args], env=env,
-                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def test_bridge_config_prints_masked_settings() -> None:
-    env = {"BRIDGE_WEBHOOK_TOKENS": "tok-123", "BRIDGE_SPOTLER_API_KEY": "key-456",
-           "BRIDGE_KAFKA_SASL_PASSWORD": "pw-789", "PATH": ""}  # fmt: skip
+    env = {
+        "BRIDGE_WEBHOOK_TOKENS": "tok-123",
+        "BRIDGE_SPOTLER_API_KEY": "key-456",
+        "BRIDGE_KAFKA_SASL_PASSWORD": "pw-789",
+        "PATH": "",
+    }
     result = run_cli("config", env=env)
     assert result.returncode == 0, result.stderr
     for secret in ("tok-123", "key-456", "pw-789"):

@@ -50,15 +50,20 @@ def test_confirmed_message_body(event_schema) -> None:
     assert data["direction"] == "inbound"
     assert data["occurredAt"] == "2022-09-19T20:35:18.000Z"
     assert data["receivedAt"] == "2023-11-14T22:13:20.500Z"
-    assert data["message"] == {"body": "Thank you ", "id": samples.CONFIRMED_MESSAGE["message"]["id"],
-                               "type": "text"}  # fmt: skip
+    assert data["message"] == {
+        "body": "Thank you ",
+        "id": samples.CONFIRMED_MESSAGE["message"]["id"],
+        "type": "text",
+    }
     assert data["payload"] == samples.CONFIRMED_MESSAGE
     # The payload is the received bytes themselves, indentation included.
     assert raw in record.value
     event_schema.validate(event)
     ce = parse_cloudevent(record.headers, record.key, record.value)
-    assert ce.get_id() == record.event_id and ce.get_type() == "im.eazy.webhook.message"
-    assert ce.get_subject() == contact and ce.get_data() == data
+    assert ce.get_id() == record.event_id
+    assert ce.get_type() == "im.eazy.webhook.message"
+    assert ce.get_subject() == contact
+    assert ce.get_data() == data
 
 
 @pytest.mark.parametrize("kind", list(samples.MESSAGE_PARTS))
@@ -69,7 +74,8 @@ def test_every_message_type(kind: str, event_schema) -> None:
     message = event["data"]["message"]
     assert record.topic == "spotler.events.message"
     assert record.key == f"{samples.CHANNEL}/{samples.CONTACT}".encode()
-    assert message["type"] == kind and message["id"] == body["message"]["id"]
+    assert message["type"] == kind
+    assert message["id"] == body["message"]["id"]
     for field, value in samples.MESSAGE_PARTS[kind][0].items():
         assert message[field] == value
     assert ("media" in message) == samples.MESSAGE_PARTS[kind][1]
@@ -112,15 +118,29 @@ def test_other_events(name: str, event_schema) -> None:
 
 
 def test_event_types_cover_the_design() -> None:
-    assert set(EVENT_TYPES) == {"message", "echo", "receipt", "postback", "handover", "label",
-                                "note", "template_pack", "typing", "custom", "revoke"}  # fmt: skip
+    assert set(EVENT_TYPES) == {
+        "message",
+        "echo",
+        "receipt",
+        "postback",
+        "handover",
+        "label",
+        "note",
+        "template_pack",
+        "typing",
+        "custom",
+        "revoke",
+    }
 
 
 def test_event_specific_fields() -> None:
     events = samples.other_events()
     receipt = run(events["receipt"])[1]["data"]["receipt"]
-    assert receipt == {"messageId": events["receipt"]["message"]["id"], "status": "delivered",
-                       "statusRaw": "DELIVERED"}  # fmt: skip
+    assert receipt == {
+        "messageId": events["receipt"]["message"]["id"],
+        "status": "delivered",
+        "statusRaw": "DELIVERED",
+    }
     assert run(events["postback"])[1]["data"]["postback"]["payload"] == "button_id_1"
     assert run(events["handover"])[1]["data"]["handover"] == {
         "assignee": "john@mycompany.com",
@@ -163,8 +183,10 @@ def test_agent_sender_is_an_actor_not_a_party() -> None:
 def test_conversation_in_context_wins_over_position() -> None:
     body = samples.message_body("text", direction=None)
     body["from"], body["to"] = {"jid": samples.CHANNEL}, samples.CONTACT  # swapped positions
-    body["contextInfo"]["conversation"] = {"channel": {"jid": samples.CHANNEL},
-                                           "contact": {"jid": samples.CONTACT}}  # fmt: skip
+    body["contextInfo"]["conversation"] = {
+        "channel": {"jid": samples.CHANNEL},
+        "contact": {"jid": samples.CONTACT},
+    }
     _, event = run(body)
     assert event["data"]["channel"]["jid"] == samples.CHANNEL
     assert event["data"]["direction"] == "outbound"
@@ -179,16 +201,22 @@ def test_missing_direction_defaults_to_inbound_for_messages() -> None:
 def test_ids_are_deterministic_and_fall_back_to_a_body_hash() -> None:
     body = samples.other_events()["typing"]
     a, b = run(body)[0], run(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))[0]
-    assert a.event_id == b.event_id and a.event_id.startswith("typing/sha256:")
+    assert a.event_id == b.event_id
+    assert a.event_id.startswith("typing/sha256:")
     body["timestamp"] += 1
     assert run(body)[0].event_id != a.event_id
 
 
 def test_timestamp_forms() -> None:
     body = samples.message_body("text")
-    for value, expected in [("1663619718", "2022-09-19T20:35:18.000Z"),
-                            (1663619718123, "2022-09-19T20:35:18.123Z"),
-                            (None, None), (True, None), ("soon", None), (-5, None)]:  # fmt: skip
+    for value, expected in [
+        ("1663619718", "2022-09-19T20:35:18.000Z"),
+        (1663619718123, "2022-09-19T20:35:18.123Z"),
+        (None, None),
+        (True, None),
+        ("soon", None),
+        (-5, None),
+    ]:
         body["timestamp"] = value
         event = run(body)[1]
         assert event["data"]["occurredAt"] == expected
@@ -219,7 +247,9 @@ def test_unknown_type_goes_to_unknown_topic(event_schema) -> None:
         (b"[" * 100_000, "not valid JSON"),
     ],
 )
-def test_hostile_bodies_are_dead_lettered_intact(raw: bytes, reason: str, deadletter_schema) -> None:
+def test_hostile_bodies_are_dead_lettered_intact(
+    raw: bytes, reason: str, deadletter_schema
+) -> None:
     record, event = run(raw)
     assert record.topic == "spotler.events.deadletter"
     assert record.key is None
@@ -248,11 +278,20 @@ def test_non_utf8_bytes_are_kept_as_base64(deadletter_schema) -> None:
 
 def test_wrong_types_everywhere_still_route() -> None:
     """Fields of the wrong type are tolerated: the event still lands on its topic."""
-    body = {"type": "message", "from": 5, "to": ["x"], "message": "hi", "contextInfo": 3,
-            "direction": 7, "timestamp": {"a": 1}, "media": [1]}  # fmt: skip
+    body = {
+        "type": "message",
+        "from": 5,
+        "to": ["x"],
+        "message": "hi",
+        "contextInfo": 3,
+        "direction": 7,
+        "timestamp": {"a": 1},
+        "media": [1],
+    }
     record, event = run(body)
     assert record.topic == "spotler.events.message"
-    assert event["data"]["channel"] is None and event["data"]["message"] is None
+    assert event["data"]["channel"] is None
+    assert event["data"]["message"] is None
     assert record.event_id.startswith("message/sha256:")
 
 
@@ -264,7 +303,11 @@ def test_huge_string_is_kept() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20,
 )
@@ -273,8 +316,21 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(["type", "from", "to", "message", "direction", "timestamp",
-                         "contextInfo", "media", "receipt", "note", "assignee"]),  # fmt: skip
+        st.sampled_from(
+            [
+                "type",
+                "from",
+                "to",
+                "message",
+                "direction",
+                "timestamp",
+                "contextInfo",
+                "media",
+                "receipt",
+                "note",
+                "assignee",
+            ]
+        ),
         json_values | st.sampled_from([*EVENT_TYPES, samples.CHANNEL, samples.CONTACT]),
     )
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 import pytest
@@ -33,14 +33,22 @@ class FakeStore:
         return "published"
 
 
-MakeClient = Callable[..., Awaitable[tuple[TestClient, FakeStore, Metrics]]]
+MakeClient = Callable[
+    ..., Awaitable[tuple[TestClient[web.Request, web.Application], FakeStore, Metrics]]
+]
 
 
 @pytest.fixture
 def make_client(aiohttp_client) -> MakeClient:
-    async def make(**overrides: object) -> tuple[TestClient, FakeStore, Metrics]:
-        options: dict[str, object] = {"webhook_tokens": TOKENS, "max_body_bytes": 4096,
-                                      "read_timeout": 0.5, **overrides}  # fmt: skip
+    async def make(
+        **overrides: object,
+    ) -> tuple[TestClient[web.Request, web.Application], FakeStore, Metrics]:
+        options: dict[str, object] = {
+            "webhook_tokens": TOKENS,
+            "max_body_bytes": 4096,
+            "read_timeout": 0.5,
+            **overrides,
+        }
         store, metrics = FakeStore(), Metrics()
         app = make_webhook_app(IngressSettings(**options), Topics("t"), metrics, store)  # type: ignore[arg-type]
         return await aiohttp_client(app), store, metrics
@@ -62,16 +70,25 @@ async def test_published_delivery_gets_200(make_client: MakeClient) -> None:
     assert resp.status == 200
     assert await resp.json() == {"status": "published", "id": f"message/{body['message']['id']}"}
     assert [r.topic for r in store.records] == ["t.events.message"]
-    assert metric(metrics, 'spotler_bridge_webhooks_total{event="message",outcome="published"}') == 1
+    assert (
+        metric(metrics, 'spotler_bridge_webhooks_total{event="message",outcome="published"}') == 1
+    )
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic new-token"},
-     {"Authorization": "Bearer"}, {"Authorization": "new-token"},
-     {"Authorization": "Bearer new-token-and-more"}],  # fmt: skip
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic new-token"},
+        {"Authorization": "Bearer"},
+        {"Authorization": "new-token"},
+        {"Authorization": "Bearer new-token-and-more"},
+    ],
 )
-async def test_bad_or_missing_token_is_401(make_client: MakeClient, headers: dict[str, str]) -> None:
+async def test_bad_or_missing_token_is_401(
+    make_client: MakeClient, headers: dict[str, str]
+) -> None:
     client, store, metrics = await make_client()
     resp = await client.post("/webhooks", data=b'{"type": "message"}', headers=headers)
     assert resp.status == 401
@@ -84,8 +101,11 @@ async def test_every_configured_token_is_accepted(make_client: MakeClient) -> No
     """Several tokens are accepted at once, so a secret can be rotated without downtime."""
     client, store, _ = await make_client()
     for token in ("old-token", "new-token"):
-        resp = await client.post("/webhooks", data=b'{"type": "typing", "n": "%s"}' % token.encode(),
-                                 headers={"Authorization": f"bearer {token}"})  # fmt: skip
+        resp = await client.post(
+            "/webhooks",
+            data=b'{"type": "typing", "n": "%s"}' % token.encode(),
+            headers={"Authorization": f"bearer {token}"},
+        )
         assert resp.status == 200
     assert len(store.records) == 2
 
@@ -93,7 +113,8 @@ async def test_every_configured_token_is_accepted(make_client: MakeClient) -> No
 async def test_auth_can_be_disabled_explicitly(make_client: MakeClient) -> None:
     client, store, _ = await make_client(webhook_tokens=(), auth_disabled=True)
     resp = await client.post("/webhooks", data=b'{"type": "typing"}')
-    assert resp.status == 200 and len(store.records) == 1
+    assert resp.status == 200
+    assert len(store.records) == 1
 
 
 async def test_oversized_body_is_413(make_client: MakeClient) -> None:
@@ -107,7 +128,9 @@ async def test_oversized_body_is_413(make_client: MakeClient) -> None:
 async def test_oversized_chunked_body_is_413(make_client: MakeClient) -> None:
     client, store, _ = await make_client()
 
-    async def chunks():  # no Content-Length: the limit must hold while reading
+    async def chunks() -> AsyncIterator[
+        bytes
+    ]:  # no Content-Length: the limit must hold while reading
         for _ in range(10):
             yield b"x" * 1000
 
@@ -125,7 +148,9 @@ async def test_repeat_is_acknowledged_without_second_publish(make_client: MakeCl
         statuses.append((resp.status, (await resp.json())["status"]))
     assert statuses == [(200, "published"), (200, "duplicate"), (200, "duplicate")]
     assert len(store.records) == 1
-    assert metric(metrics, 'spotler_bridge_webhooks_total{event="message",outcome="duplicate"}') == 2
+    assert (
+        metric(metrics, 'spotler_bridge_webhooks_total{event="message",outcome="duplicate"}') == 2
+    )
 
 
 async def test_not_json_is_dead_lettered_with_200(make_client: MakeClient) -> None:
@@ -133,7 +158,10 @@ async def test_not_json_is_dead_lettered_with_200(make_client: MakeClient) -> No
     resp = await client.post("/webhooks", data=b"\x00\xffnot json", headers=AUTH)
     assert resp.status == 200
     assert store.records[0].topic == "t.events.deadletter"
-    assert metric(metrics, 'spotler_bridge_webhooks_total{event="deadletter",outcome="deadletter"}') == 1
+    assert (
+        metric(metrics, 'spotler_bridge_webhooks_total{event="deadletter",outcome="deadletter"}')
+        == 1
+    )
 
 
 async def test_store_failure_is_503_and_not_remembered(make_client: MakeClient) -> None:
@@ -142,11 +170,15 @@ async def test_store_failure_is_503_and_not_remembered(make_client: MakeClient) 
     raw = orjson.dumps(samples.message_body("text"))
     store.error = PublishTimeout("no ack")
     resp = await client.post("/webhooks", data=raw, headers=AUTH)
-    assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "5"
     store.error = None
     resp = await client.post("/webhooks", data=raw, headers=AUTH)
-    assert resp.status == 200 and (await resp.json())["status"] == "published"
-    assert metric(metrics, 'spotler_bridge_webhooks_total{event="message",outcome="unavailable"}') == 1
+    assert resp.status == 200
+    assert (await resp.json())["status"] == "published"
+    assert (
+        metric(metrics, 'spotler_bridge_webhooks_total{event="message",outcome="unavailable"}') == 1
+    )
 
 
 async def test_unexpected_store_crash_is_503_not_500(make_client: MakeClient) -> None:
@@ -167,7 +199,7 @@ async def test_slow_body_is_cut_with_408(make_client: MakeClient) -> None:
 
     client, store, _ = await make_client(read_timeout=0.2)
 
-    async def slow():
+    async def slow() -> AsyncIterator[bytes]:
         yield b'{"type": '
         await asyncio.sleep(1.0)
         yield b'"typing"}'
@@ -181,7 +213,8 @@ def test_app_factory_builds_independent_apps() -> None:
     settings = IngressSettings(webhook_tokens=TOKENS)
     a = make_webhook_app(settings, Topics("t"), Metrics(), FakeStore())
     b = make_webhook_app(settings, Topics("t"), Metrics(), FakeStore())
-    assert isinstance(a, web.Application) and a is not b
+    assert isinstance(a, web.Application)
+    assert a is not b
 
 
 async def test_one_log_line_per_delivery_without_body_or_token(make_client: MakeClient) -> None:
@@ -193,8 +226,12 @@ async def test_one_log_line_per_delivery_without_body_or_token(make_client: Make
     body["message"]["body"] = "PRIVATE-TEXT-4711"
     with capture_logs() as logs:
         await client.post("/webhooks", data=orjson.dumps(body), headers=AUTH)
-        await client.post("/webhooks", data=b"PRIVATE-TEXT-4711", headers={"Authorization": "Bearer x"})
+        await client.post(
+            "/webhooks", data=b"PRIVATE-TEXT-4711", headers={"Authorization": "Bearer x"}
+        )
     assert [entry["event"] for entry in logs] == ["webhook", "webhook"]
-    assert logs[0]["outcome"] == "published" and logs[1]["outcome"] == "rejected"
+    assert logs[0]["outcome"] == "published"
+    assert logs[1]["outcome"] == "rejected"
     text = repr(logs)
-    assert "PRIVATE-TEXT-4711" not in text and "new-token" not in text
+    assert "PRIVATE-TEXT-4711" not in text
+    assert "new-token" not in text
