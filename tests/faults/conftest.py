@@ -1,0 +1,201 @@
+"""Fault-injection fixtures: a broker of the test's own (to stop and start), a webhook stream,
+the conservation oracle, and the report of figures written after the run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from bridge.events import Topics
+from tests import samples
+from tests.integration.conftest import kafka, prefix, procs  # fixtures, re-exported
+from tests.integration.procs import consume, free_port, value
+
+REPO = Path(__file__).resolve().parents[2]
+REPORT: dict[str, Any] = {}
+
+
+class OwnKafka:
+    """A broker only this module uses, so it can be stopped and started mid-test."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "KAFKA_WORK": str(work),
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(free_port()),
+        }
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    async def _script(self, command: str) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            "bash",
+            str(REPO / "scripts" / "kafka.sh"),
+            command,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode(errors="replace")
+
+    async def up(self) -> None:
+        await self._script("up")
+
+    async def stop(self) -> None:
+        await self._script("stop")
+
+    async def start(self) -> None:
+        await self._script("start")
+
+    async def down(self) -> None:
+        await self._script("down")
+
+
+@pytest.fixture(scope="module")
+def own_kafka(tmp_path_factory) -> Iterator[OwnKafka]:
+    broker = OwnKafka(tmp_path_factory.mktemp("kafka"))
+    asyncio.run(broker.up())
+    yield broker
+    asyncio.run(broker.down())
+
+
+@dataclass
+class Stream:
+    """Posts webhooks like the platform, recording what was acknowledged with 200."""
+
+    url: str
+    token: str = "tok"
+    rate: float = 150.0
+    concurrency: int = 16
+    acked: dict[str, bytes] = field(default_factory=dict)  # event id -> body
+    sent: set[str] = field(default_factory=set)
+    statuses: dict[str, int] = field(default_factory=dict)
+    _task: asyncio.Task[None] | None = None
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _post(self, http: aiohttp.ClientSession, n: int) -> None:
+        kind = list(samples.MESSAGE_PARTS)[n % len(samples.MESSAGE_PARTS)]
+        body = samples.message_body(kind, contact=f"316{n % 25:08d}@whatsapp.eazy.im")
+        raw = orjson.dumps(body)
+        event_id = f"message/{body['message']['id']}"
+        self.sent.add(event_id)
+        try:
+            async with http.post(
+                self.url, data=raw, headers={"Authorization": f"Bearer {self.token}"}
+            ) as resp:
+                status = str(resp.status)
+                if resp.status == 200:
+                    answer = await resp.json()
+                    assert answer["id"] == event_id
+                    self.acked[event_id] = raw
+        except (TimeoutError, aiohttp.ClientError):
+            status = "connection-error"
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    async def _run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=30)
+        slots = asyncio.Semaphore(self.concurrency)
+        pending: set[asyncio.Task[None]] = set()
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            n = 0
+            start = time.monotonic()
+            while not self._stop.is_set():
+                await slots.acquire()
+                task = asyncio.create_task(self._post(http, n))
+                task.add_done_callback(lambda _: slots.release())
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                n += 1
+                delay = start + n / self.rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await asyncio.gather(*pending)
+
+    def start(self) -> Stream:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+
+
+async def conservation(
+    bootstrap: str, prefix: str, stream: Stream, timeout: float = 90
+) -> dict[str, int]:
+    """Every delivery answered 200 is on its topic with its payload intact; nothing else is."""
+    topics = Topics(prefix)
+    records = await consume(
+        bootstrap, topics.all_event_topics(), count=len(stream.acked), timeout=timeout, settle=2.0
+    )
+    found: dict[str, int] = {}
+    for record in records:
+        event = value(record)
+        event_id = event["id"]
+        assert event_id in stream.sent, f"{event_id} was never sent"
+        found[event_id] = found.get(event_id, 0) + 1
+        if event_id in stream.acked:
+            assert orjson.loads(stream.acked[event_id]) == event["data"]["payload"]
+            assert stream.acked[event_id] in record.value  # the very bytes
+    missing = set(stream.acked) - set(found)
+    assert not missing, f"{len(missing)} acknowledged deliveries lost, e.g. {sorted(missing)[:3]}"
+    return {
+        "sent": len(stream.sent),
+        "acknowledged": len(stream.acked),
+        "found": len(found),
+        "found_not_acknowledged": len(set(found) - set(stream.acked)),
+        "duplicates": sum(n - 1 for n in found.values()),
+        "records": len(records),
+    }
+
+
+async def metric(ops_url: str, name: str) -> float | None:
+    try:
+        async with aiohttp.ClientSession() as http, http.get(ops_url + "/metrics") as resp:
+            text = await resp.text()
+    except aiohttp.ClientError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+@pytest.fixture(scope="session")
+def report() -> Iterator[dict[str, Any]]:
+    yield REPORT
+    if REPORT:
+        out = REPO / "var" / "reliability-report.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(REPORT, indent=2, sort_keys=True))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for name, figures in REPORT.items():
+        terminalreporter.write_line(f"reliability {name}: {json.dumps(figures, sort_keys=True)}")
+
+
+async def wait_for(predicate, timeout: float, interval: float = 0.2) -> float:
+    """Poll an async predicate until true; returns the seconds it took (fails on timeout)."""
+    started = time.monotonic()
+    while not await predicate():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+    return time.monotonic() - started
+
+
+__all__ = ["AsyncIterator", "kafka", "prefix", "procs"]
