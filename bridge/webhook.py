@@ -34,6 +34,8 @@ TOPICS = web.AppKey("topics", Topics)
 METRICS = web.AppKey("metrics", Metrics)
 RECENT = web.AppKey("recent", RecentIds)
 STORE = web.AppKey[Store]("store")
+#: Event ids being stored right now: a repeat waits for the first instead of storing it twice.
+INFLIGHT = web.AppKey("inflight", dict[str, "asyncio.Future[None]"])
 
 _RETRY_AFTER = "5"
 
@@ -49,6 +51,7 @@ def make_webhook_app(
     app[METRICS] = metrics
     app[RECENT] = RecentIds(settings.dedup_size, settings.dedup_ttl)
     app[STORE] = store
+    app[INFLIGHT] = {}
     app.router.add_post("/webhooks", handle_webhook)
     return app
 
@@ -104,10 +107,13 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
         "event_id": record.event_id,
         "size": len(body),
     }
-    recent = app[RECENT]
+    recent, inflight = app[RECENT], app[INFLIGHT]
+    while (waiting := inflight.get(record.event_id)) is not None:
+        await asyncio.shield(waiting)  # the same event is being stored right now: wait for it
     if record.event_id in recent:
         metrics.webhooks.labels(record.event, "duplicate").inc()
         return _accepted("duplicate", record), {**fields, "outcome": "duplicate"}
+    done = inflight[record.event_id] = asyncio.get_running_loop().create_future()
     try:
         how = await app[STORE](record)
     except BridgeError as exc:
@@ -119,6 +125,9 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
         metrics.webhooks.labels(record.event, "unavailable").inc()
         log.exception("webhook.store_crashed", event_id=record.event_id)
         return _unavailable(), {**fields, "outcome": "unavailable"}
+    finally:
+        del inflight[record.event_id]
+        done.set_result(None)
     recent.add(record.event_id)
     metrics.dedup_entries.set(len(recent))
     outcome = "deadletter" if record.event == "deadletter" and how == "published" else how

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -25,8 +26,11 @@ class FakeStore:
     def __init__(self) -> None:
         self.records: list[Record] = []
         self.error: BaseException | None = None
+        self.delay = 0.0
 
     async def __call__(self, record: Record) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.error is not None:
             raise self.error
         self.records.append(record)
@@ -195,8 +199,6 @@ async def test_other_methods_and_paths(make_client: MakeClient) -> None:
 
 
 async def test_slow_body_is_cut_with_408(make_client: MakeClient) -> None:
-    import asyncio
-
     client, store, _ = await make_client(read_timeout=0.2)
 
     async def slow() -> AsyncIterator[bytes]:
@@ -235,3 +237,16 @@ async def test_one_log_line_per_delivery_without_body_or_token(make_client: Make
     text = repr(logs)
     assert "PRIVATE-TEXT-4711" not in text
     assert "new-token" not in text
+
+
+async def test_concurrent_repeats_are_stored_once(make_client: MakeClient) -> None:
+    """Repeats that arrive while the first is still being stored wait for it: one record."""
+    client, store, _ = await make_client()
+    store.delay = 0.2
+    raw = orjson.dumps(samples.message_body("text"))
+    answers = await asyncio.gather(
+        *(client.post("/webhooks", data=raw, headers=AUTH) for _ in range(5))
+    )
+    statuses = sorted([(r.status, (await r.json())["status"]) for r in answers])
+    assert statuses == [(200, "duplicate")] * 4 + [(200, "published")]
+    assert len(store.records) == 1
