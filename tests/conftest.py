@@ -1,13 +1,22 @@
-"""Shared fixtures: JSON Schemas of the records."""
+"""Shared fixtures: JSON Schemas of the records, and the real broker and processes.
+
+A missing broker is a failure, never a skip: ``make test`` and CI start it first.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import uuid
+from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from jsonschema import Draft202012Validator
+
+from tests.integration.procs import ProcessFactory
 
 
 def load_schema(name: str) -> Any:
@@ -33,3 +42,42 @@ def parse_cloudevent(headers: Any, key: bytes | None, value: bytes) -> Any:
     from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 
     return from_kafka_event(KafkaMessage(headers=dict(headers), key=key, value=value))
+
+
+KAFKA = os.environ.get("BRIDGE_TEST_KAFKA", "127.0.0.1:9092")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return KAFKA
+
+
+@pytest.fixture
+async def kafka(kafka_bootstrap: str) -> str:
+    """The broker's address, after checking that it answers (fails the test if it does not)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+    except Exception as exc:  # any failure to reach the broker is a test failure
+        await admin.close()
+        pytest.fail(
+            f"Kafka is not reachable at {kafka_bootstrap} ({exc!r}); "
+            "start it with `make kafka-up` (make test does this)"
+        )
+    await admin.close()
+    return kafka_bootstrap
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A topic prefix of this test's own, so tests never see each other's records."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def procs(tmp_path) -> AsyncIterator[ProcessFactory]:
+    factory = ProcessFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        await factory.stop_all()
