@@ -3,9 +3,10 @@
 Owns the egress consumer (aiokafka, manual commits). Each record is parsed and validated
 (:mod:`bridge.commands`), then run in its conversation's chain: a command starts only after the
 previous command of the same conversation finished, while other conversations run alongside,
-up to ``BRIDGE_EGRESS_CONCURRENCY`` at once. Retries, rate limits and the circuit breaker come
-from :mod:`bridge.policy`; a result is published before the record counts as finished, and
-offsets are committed only up to the first record that is not finished (no gaps).
+up to ``BRIDGE_EGRESS_CONCURRENCY`` at once. What happens to one command (retries, rate limits,
+the result) is :mod:`bridge.runner`'s job; a record counts as finished once its result is
+published, and offsets are committed only up to the first unfinished record
+(:mod:`bridge.offsets`). While the circuit breaker is open the partitions are paused.
 
 Crash window: a command whose API call succeeded but whose result or commit was not yet durable
 is consumed again after a restart and may be sent twice. Command ids completed by this process
@@ -15,9 +16,7 @@ are remembered, so a redelivery within the process's lifetime is not sent again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections import deque
 from typing import Any
 
 import structlog
@@ -29,48 +28,15 @@ from bridge import commands
 from bridge.api_client import SpotlerClient
 from bridge.commands import Command, Kind, Position
 from bridge.config import Settings
-from bridge.dedup import RecentIds
-from bridge.errors import ApiError, InvalidCommand, PublishError
-from bridge.events import Record, Topics
+from bridge.errors import InvalidCommand
+from bridge.events import Topics
 from bridge.metrics import Metrics
-from bridge.policy import CircuitBreaker, CircuitState, RateLimiter, backoff
+from bridge.offsets import OffsetTracker
+from bridge.policy import CircuitState
 from bridge.publisher import Publisher, client_options
+from bridge.runner import Aborted, CommandRunner
 
 log = structlog.get_logger(__name__)
-
-
-class _Aborted(Exception):
-    """Shutdown interrupted a command before its result was durable: leave it uncommitted."""
-
-
-class OffsetTracker:
-    """Offsets of one partition in consumption order; the commit point is the first unfinished."""
-
-    def __init__(self) -> None:
-        self._entries: deque[list[int]] = deque()  # [offset, finished]
-        self._by_offset: dict[int, list[int]] = {}
-        self.committed: int | None = None
-
-    def add(self, offset: int) -> None:
-        entry = [offset, 0]
-        self._entries.append(entry)
-        self._by_offset[offset] = entry
-
-    def finish(self, offset: int) -> None:
-        entry = self._by_offset.pop(offset, None)
-        if entry is not None:
-            entry[1] = 1
-
-    def commit_point(self) -> int | None:
-        """The offset to commit (next to consume), if it moved past ``committed``."""
-        point = None
-        while self._entries and self._entries[0][1]:
-            point = self._entries.popleft()[0] + 1
-        return point
-
-    @property
-    def pending(self) -> int:
-        return len(self._entries)
 
 
 class Egress:
@@ -85,19 +51,17 @@ class Egress:
         self._metrics = metrics
         self._publisher = publisher
         self._api = api
-        self._limiter = RateLimiter(self._s.rate_limit, self._s.channel_rate_limit)
-        self._breaker = CircuitBreaker(
-            self._s.circuit_failures, self._s.circuit_open_seconds, self._on_circuit
-        )
         self._slots = asyncio.Semaphore(self._s.concurrency)
-        self._completed = RecentIds(100_000, 24 * 3600.0)
+        self._stop = asyncio.Event()
+        self._runner = CommandRunner(
+            self._s, self._topics, metrics, publisher, api, self._stop, self._on_circuit
+        )
         self._trackers: dict[TopicPartition, OffsetTracker] = {}
         self._chains: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._max_inflight = max(100, self._s.concurrency * 8)
         self._room = asyncio.Event()
         self._room.set()
-        self._stop = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self.assigned = False
 
@@ -214,154 +178,21 @@ class Egress:
             async with self._slots:
                 if self._stop.is_set():
                     return  # not started before shutdown: left for the next consumer
-                outcome = await self._handle(position, kind, raw, command)
-        except _Aborted:
+                outcome = await self._runner.run(position, kind, raw, command)
+        except Aborted:
             return  # not finished: stays uncommitted and is consumed again after a restart
         except Exception as exc:  # a bug must neither stop the consumer nor stall the commits
             log.exception("egress.command_crashed", offset=position.offset)
             try:
-                command_id = commands.salvage_id(raw, position)
-                await self._finish(
-                    command_id,
-                    kind,
-                    None,
-                    None,
-                    0,
-                    position,
-                    reason=f"internal error: {type(exc).__name__}",
+                await self._runner.fail(
+                    position, kind, raw, f"internal error: {type(exc).__name__}"
                 )
-            except _Aborted:
+            except Aborted:
                 return
             outcome = "failed"
         tracker.finish(position.offset)
         self._metrics.commands.labels(kind, outcome).inc()
         self._metrics.command_duration.labels(kind).observe(time.perf_counter() - started)
-
-    async def _handle(
-        self, position: Position, kind: Kind, raw: bytes | None, command: Command | InvalidCommand
-    ) -> str:
-        if isinstance(command, InvalidCommand):
-            command_id = commands.salvage_id(raw, position)
-            await self._publish(
-                commands.deadletter_record(self._topics, raw, position, command.reason)
-            )
-            await self._finish(
-                command_id, kind, None, None, 0, position, reason=f"invalid: {command.reason}"
-            )
-            log.info("command", outcome="deadletter", command_id=command_id, reason=command.reason)
-            return "deadletter"
-        if command.id in self._completed:
-            log.info("command", outcome="duplicate", command_id=command.id)
-            return "duplicate"
-        age = time.time() - position.timestamp_ms / 1000.0
-        if position.timestamp_ms > 0 and age > self._s.max_age:
-            await self._finish(
-                command.id, kind, command.channel, command.contact, 0, position, reason="expired"
-            )
-            log.info("command", outcome="expired", command_id=command.id, age_s=round(age))
-            return "expired"
-        attempts, response, error = await self._call(command)
-        await self._finish(
-            command.id,
-            kind,
-            command.channel,
-            command.contact,
-            attempts,
-            position,
-            response=response,
-            error=error,
-        )
-        self._completed.add(command.id)
-        outcome = "succeeded" if error is None else "failed"
-        log.info(
-            "command",
-            outcome=outcome,
-            command_id=command.id,
-            kind=kind,
-            attempts=attempts,
-            status=error.status if error else None,
-            code=error.code if error else None,
-        )
-        return outcome
-
-    async def _call(self, command: Command) -> tuple[int, dict[str, Any] | None, ApiError | None]:
-        deadline = time.monotonic() + self._s.retry_deadline
-        attempt = 0
-        call = (
-            self._api.send_message
-            if command.kind == "send-message"
-            else self._api.update_conversation
-        )
-        while True:
-            await self._breaker.allow()
-            await self._limiter.acquire(command.channel)
-            attempt += 1
-            try:
-                response = await call(
-                    command.channel, command.contact, command.body, request_id=command.id
-                )
-            except ApiError as exc:
-                if exc.retriable:
-                    self._breaker.failure()
-                else:
-                    self._breaker.neutral()
-                if not exc.retriable or attempt >= self._s.max_attempts:
-                    return attempt, None, exc
-                delay = exc.retry_after
-                if delay is None:
-                    delay = backoff(attempt, self._s.backoff_base, self._s.backoff_max)
-                if time.monotonic() + delay > deadline:
-                    return attempt, None, exc
-                self._metrics.retries.labels(command.kind).inc()
-                await self._sleep(delay)
-                continue
-            self._breaker.success()
-            return attempt, response, None
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but give up at once when shutting down (the command is then redelivered)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop.wait()
-                raise _Aborted
-
-    async def _finish(
-        self,
-        command_id: str,
-        kind: str,
-        channel: str | None,
-        contact: str | None,
-        attempts: int,
-        position: Position,
-        **outcome: Any,
-    ) -> None:
-        await self._publish(
-            commands.result_record(
-                self._topics,
-                command_id=command_id,
-                kind=kind,
-                channel=channel,
-                contact=contact,
-                attempts=attempts,
-                position=position,
-                **outcome,
-            )
-        )
-
-    async def _publish(self, record: Record) -> None:
-        """Publish until Kafka acknowledges; during shutdown give up after a few tries."""
-        delay, tries = 0.2, 0
-        while True:
-            try:
-                await self._publisher.publish(record, timeout=10.0)
-                return
-            except PublishError as exc:
-                tries += 1
-                if self._stop.is_set() and tries >= 3:
-                    raise _Aborted from exc
-                log.warning("egress.publish_failed", topic=record.topic, error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     # -- offsets, lag, circuit -------------------------------------------------------------
 
@@ -424,7 +255,7 @@ class Egress:
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.assigned = True
-        if self._breaker.state is not CircuitState.CLOSED and self._consumer is not None:
+        if self._runner.breaker.state is not CircuitState.CLOSED and self._consumer is not None:
             self._consumer.pause(*assigned)
         log.info(
             "egress.assigned", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned)
