@@ -132,3 +132,24 @@ def test_ingress_without_tokens_exits_2() -> None:
     result = run_cli("ingress", env={"PATH": ""})
     assert result.returncode == 2
     assert "BRIDGE_WEBHOOK_TOKENS" in result.stderr
+
+
+def test_repeated_library_log_lines_are_held_back() -> None:
+    """A library logging the same line in a loop shows it once per window, then a count."""
+    import logging
+
+    from bridge.logs import RepeatFilter
+
+    now = [0.0]
+    f = RepeatFilter(window=10, clock=lambda: now[0])
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, msg, None, None)
+
+    shown = [f.filter(record("Unable connect to node %s")) for _ in range(1000)]
+    assert shown.count(True) == 1
+    assert f.filter(record("another message"))
+    now[0] = 11.0
+    again = record("Unable connect to node %s")
+    assert f.filter(again)
+    assert "999 more" in again.getMessage()

@@ -42,7 +42,7 @@ async def test_circuit_opens_probes_and_closes() -> None:
     started = time.monotonic()
     await breaker.allow()  # waits for the probe slot
     assert time.monotonic() - started >= 0.15
-    assert breaker.state is CircuitState.HALF_OPEN
+    assert states[-1] is CircuitState.HALF_OPEN
     second = asyncio.create_task(breaker.allow())  # a second caller waits for the probe
     await asyncio.sleep(0.05)
     assert not second.done()
