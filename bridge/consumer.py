@@ -8,6 +8,10 @@ the result) is :mod:`bridge.runner`'s job; a record counts as finished once its 
 published, and offsets are committed only up to the first unfinished record
 (:mod:`bridge.offsets`). While the circuit breaker is open the partitions are paused.
 
+At most ``max(32, 4 * concurrency)`` records are taken ahead of the ones finished. On stop,
+every record taken finishes (a command waiting out a retry backoff is interrupted and left for
+the next consumer), the offsets are committed, and only then does the consumer leave.
+
 Crash window: a command whose API call succeeded but whose result or commit was not yet durable
 is consumed again after a restart and may be sent twice. Command ids completed by this process
 are remembered, so a redelivery within the process's lifetime is not sent again.
@@ -51,7 +55,6 @@ class Egress:
         self._metrics = metrics
         self._publisher = publisher
         self._api = api
-        self._slots = asyncio.Semaphore(self._s.concurrency)
         self._stop = asyncio.Event()
         self._runner = CommandRunner(
             self._s, self._topics, metrics, publisher, api, self._stop, self._on_circuit
@@ -59,7 +62,7 @@ class Egress:
         self._trackers: dict[TopicPartition, OffsetTracker] = {}
         self._chains: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._max_inflight = max(100, self._s.concurrency * 8)
+        self._max_inflight = max(32, self._s.concurrency * 4)
         self._room = asyncio.Event()
         self._room.set()
         self._consumer: AIOKafkaConsumer | None = None
@@ -78,7 +81,8 @@ class Egress:
         try:
             while not self._stop.is_set():
                 await self._room.wait()
-                batch = await consumer.getmany(timeout_ms=300, max_records=500)
+                room = max(1, self._max_inflight - len(self._tasks))
+                batch = await consumer.getmany(timeout_ms=300, max_records=room)
                 for tp, records in batch.items():
                     for record in records:
                         self._dispatch(tp, record)
@@ -175,10 +179,7 @@ class Egress:
             await asyncio.wait([previous])  # strictly after the conversation's previous command
         started = time.perf_counter()
         try:
-            async with self._slots:
-                if self._stop.is_set():
-                    return  # not started before shutdown: left for the next consumer
-                outcome = await self._runner.run(position, kind, raw, command)
+            outcome = await self._runner.run(position, kind, raw, command)
         except Aborted:
             return  # not finished: stays uncommitted and is consumed again after a restart
         except Exception as exc:  # a bug must neither stop the consumer nor stall the commits
@@ -191,8 +192,10 @@ class Egress:
                 return
             outcome = "failed"
         tracker.finish(position.offset)
-        self._metrics.commands.labels(kind, outcome).inc()
-        self._metrics.command_duration.labels(kind).observe(time.perf_counter() - started)
+        self._metrics.child(self._metrics.commands, kind, outcome).inc()
+        self._metrics.child(self._metrics.command_duration, kind).observe(
+            time.perf_counter() - started
+        )
 
     # -- offsets, lag, circuit -------------------------------------------------------------
 

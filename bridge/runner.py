@@ -59,6 +59,7 @@ class CommandRunner:
             settings.circuit_failures, settings.circuit_open_seconds, on_circuit
         )
         self._completed = RecentIds(100_000, 24 * 3600.0)
+        self._slots = asyncio.Semaphore(settings.concurrency)
 
     async def run(
         self, position: Position, kind: Kind, raw: bytes | None, command: Command | InvalidCommand
@@ -118,11 +119,14 @@ class CommandRunner:
         while True:
             await self.breaker.allow()
             await self._limiter.acquire(command.channel)
-            attempt += 1
             try:
-                response = await call(
-                    command.channel, command.contact, command.body, request_id=command.id
-                )
+                # The bound is on calls in progress: backoff sleeps and result publishing
+                # hold no slot, so other conversations use it meanwhile.
+                async with self._slots:
+                    attempt += 1
+                    response = await call(
+                        command.channel, command.contact, command.body, request_id=command.id
+                    )
             except ApiError as exc:
                 if exc.retriable:
                     self.breaker.failure()
