@@ -83,8 +83,10 @@ class SpotlerClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ApiError(0, None, f"{type(exc).__name__}: {exc}"[:300], network=True) from exc
         finally:
-            self._metrics.api_requests.labels(endpoint, str(status), code).inc()
-            self._metrics.api_duration.labels(endpoint).observe(time.perf_counter() - started)
+            self._metrics.child(self._metrics.api_requests, endpoint, str(status), code).inc()
+            self._metrics.child(self._metrics.api_duration, endpoint).observe(
+                time.perf_counter() - started
+            )
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from bridge import logs
 from bridge.api_client import SpotlerClient
 from bridge.config import Role, Settings
 from bridge.consumer import Egress
@@ -182,6 +184,10 @@ async def run(settings: Settings, role: Role) -> int:
         kafka=settings.kafka.bootstrap_servers,
     )
 
+    # Everything built so far lives as long as the process: keep it out of the collector's way
+    # (full collections over it showed up as 40+ ms pauses in the benchmark).
+    gc.collect()
+    gc.freeze()
     watchdog = asyncio.create_task(_watch_tasks(parts.health, stop))
     await stop.wait()
     watchdog.cancel()
@@ -212,5 +218,6 @@ async def _watch_tasks(health: Health, stop: asyncio.Event) -> None:
 
 
 def _hard_exit(code: int) -> None:
+    logs.flush()
     sys.stdout.flush()
     os._exit(code)

@@ -59,7 +59,7 @@ class KafkaSettings:
     sasl_password: Secret | None = None
     ssl_cafile: str | None = None
     topic_prefix: str = "spotler"
-    linger_ms: int = 5
+    linger_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,7 @@ class Settings:
                 sasl_password=Secret(password) if password else None,
                 ssl_cafile=r.opt("BRIDGE_KAFKA_SSL_CAFILE"),
                 topic_prefix=r.match("BRIDGE_TOPIC_PREFIX", "spotler", _TOPIC_PREFIX),
-                linger_ms=r.integer("BRIDGE_KAFKA_LINGER_MS", 5, low=0, high=1000),
+                linger_ms=r.integer("BRIDGE_KAFKA_LINGER_MS", 0, low=0, high=1000),
             ),
             ingress=IngressSettings(
                 host=r.text("BRIDGE_HTTP_HOST", "0.0.0.0"),

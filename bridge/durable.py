@@ -35,8 +35,13 @@ class Durable:
 
     @property
     def ready(self) -> bool:
-        """Whether a record handed over now can become durable (Kafka or spool room)."""
-        return self._publisher.connected or (self._spool is not None and self._spool.writable)
+        """Ready once Kafka was reached; then for as long as Kafka or the spool takes records.
+
+        Not ready before the first connection: a fresh pod would only fill its spool.
+        """
+        if not self._publisher.connected:
+            return False
+        return self._spool is None or self._spool.empty or self._spool.writable
 
     async def __call__(self, record: Record) -> str:
         spool = self._spool

@@ -14,6 +14,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -36,6 +37,7 @@ RECENT = web.AppKey("recent", RecentIds)
 STORE = web.AppKey[Store]("store")
 #: Event ids being stored right now: a repeat waits for the first instead of storing it twice.
 INFLIGHT = web.AppKey("inflight", dict[str, "asyncio.Future[None]"])
+LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
 
 _RETRY_AFTER = "5"
 
@@ -52,8 +54,14 @@ def make_webhook_app(
     app[RECENT] = RecentIds(settings.dedup_size, settings.dedup_ttl)
     app[STORE] = store
     app[INFLIGHT] = {}
+    app.on_startup.append(_remember_loop)
     app.router.add_post("/webhooks", handle_webhook)
     return app
+
+
+async def _remember_loop(app: web.Application) -> None:
+    # Looked up once: asyncio.get_running_loop() costs a getpid() system call on Python 3.11.
+    app[LOOP] = asyncio.get_running_loop()
 
 
 async def handle_webhook(request: web.Request) -> web.Response:
@@ -67,7 +75,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         log.exception("webhook.crashed")
         response, fields = _unavailable(), {"outcome": "unavailable"}
     elapsed = time.perf_counter() - started
-    metrics.webhook_duration.labels(str(response.status)).observe(elapsed)
+    metrics.child(metrics.webhook_duration, str(response.status)).observe(elapsed)
     log.info(
         "webhook",
         status=response.status,
@@ -82,20 +90,23 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
     app = request.app
     settings, metrics = app[SETTINGS], app[METRICS]
     if not settings.auth_disabled and not _authorized(request, settings):
-        metrics.webhook_rejections.labels("unauthorized").inc()
-        metrics.webhooks.labels("none", "rejected").inc()
+        metrics.child(metrics.webhook_rejections, "unauthorized").inc()
+        metrics.child(metrics.webhooks, "none", "rejected").inc()
         return _unauthorized(), {"outcome": "rejected", "reason": "unauthorized"}
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
         return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
     try:
-        async with asyncio.timeout(settings.read_timeout):
+        if request.content.is_eof():  # the whole body came with the headers: no wait
             body = await request.read()
+        else:
+            async with asyncio.timeout(settings.read_timeout):
+                body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
     except TimeoutError:
-        metrics.webhook_rejections.labels("timeout").inc()
-        metrics.webhooks.labels("none", "rejected").inc()
+        metrics.child(metrics.webhook_rejections, "timeout").inc()
+        metrics.child(metrics.webhooks, "none", "rejected").inc()
         return _error(408, "request body not received in time"), {
             "outcome": "rejected",
             "reason": "timeout",
@@ -111,18 +122,18 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
     while (waiting := inflight.get(record.event_id)) is not None:
         await asyncio.shield(waiting)  # the same event is being stored right now: wait for it
     if record.event_id in recent:
-        metrics.webhooks.labels(record.event, "duplicate").inc()
+        metrics.child(metrics.webhooks, record.event, "duplicate").inc()
         return _accepted("duplicate", record), {**fields, "outcome": "duplicate"}
-    done = inflight[record.event_id] = asyncio.get_running_loop().create_future()
+    done = inflight[record.event_id] = app[LOOP].create_future()
     try:
         how = await app[STORE](record)
     except BridgeError as exc:
-        metrics.webhooks.labels(record.event, "unavailable").inc()
+        metrics.child(metrics.webhooks, record.event, "unavailable").inc()
         log.warning("webhook.not_durable", event_id=record.event_id, error=str(exc))
         return _unavailable(), {**fields, "outcome": "unavailable"}
     except Exception:
         # Never a 500: the delivery is not durable, so ask the platform to retry it.
-        metrics.webhooks.labels(record.event, "unavailable").inc()
+        metrics.child(metrics.webhooks, record.event, "unavailable").inc()
         log.exception("webhook.store_crashed", event_id=record.event_id)
         return _unavailable(), {**fields, "outcome": "unavailable"}
     finally:
@@ -131,7 +142,7 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
     recent.add(record.event_id)
     metrics.dedup_entries.set(len(recent))
     outcome = "deadletter" if record.event == "deadletter" and how == "published" else how
-    metrics.webhooks.labels(record.event, outcome).inc()
+    metrics.child(metrics.webhooks, record.event, outcome).inc()
     return _accepted(how, record), {**fields, "outcome": outcome, "topic": record.topic}
 
 
@@ -146,12 +157,18 @@ def _authorized(request: web.Request, settings: IngressSettings) -> bool:
     return any(matches)
 
 
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
 def _accepted(how: str, record: Record) -> web.Response:
-    return web.json_response({"status": how, "id": record.event_id})
+    return _json({"status": how, "id": record.event_id})
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+    return _json({"error": message}, status, headers)
 
 
 def _unauthorized() -> web.Response:
@@ -159,8 +176,8 @@ def _unauthorized() -> web.Response:
 
 
 def _too_large(metrics: Metrics, settings: IngressSettings) -> web.Response:
-    metrics.webhook_rejections.labels("too_large").inc()
-    metrics.webhooks.labels("none", "rejected").inc()
+    metrics.child(metrics.webhook_rejections, "too_large").inc()
+    metrics.child(metrics.webhooks, "none", "rejected").inc()
     return _error(413, f"body larger than {settings.max_body_bytes} bytes")
 
 

@@ -7,6 +7,7 @@ import base64
 import socket
 import time
 
+import aiohttp
 import orjson
 import pytest
 
@@ -154,7 +155,9 @@ async def test_spool_takes_deliveries_when_kafka_is_unreachable(procs, kafka, pr
         BRIDGE_SPOOL_MAX_BYTES=str(1024 * 1024),
     )
     await bridge.start()
-    await bridge.wait_ready()  # ready: the spool can take writes
+    await bridge.wait_ready(path="/healthz")
+    async with aiohttp.ClientSession() as http, http.get(bridge.ops_url + "/readyz") as resp:
+        assert resp.status == 503  # never reached Kafka: not ready, yet nothing offered is lost
     status, answer = await post(
         bridge.url + "/webhooks", orjson.dumps(samples.message_body("text"))
     )
@@ -184,7 +187,7 @@ async def test_spooled_records_reach_kafka_after_restart(procs, kafka, prefix) -
         BRIDGE_SHUTDOWN_TIMEOUT="4",
     )
     await first.start()
-    await first.wait_ready()
+    await first.wait_ready(path="/healthz")
     bodies = [samples.message_body("text") for _ in range(25)]
     for body in bodies:
         assert (await post(first.url + "/webhooks", orjson.dumps(body)))[1]["status"] == "spooled"

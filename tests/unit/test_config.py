@@ -153,3 +153,29 @@ def test_repeated_library_log_lines_are_held_back() -> None:
     again = record("Unable connect to node %s")
     assert f.filter(again)
     assert "999 more" in again.getMessage()
+
+
+async def test_log_lines_of_one_loop_turn_are_written_together() -> None:
+    """Lines logged in one turn of the event loop reach the stream in one write."""
+    import asyncio
+    import io
+
+    from bridge.logs import CoalescingLogger
+
+    class Counting(io.BytesIO):
+        writes = 0
+
+        def write(self, data) -> int:
+            Counting.writes += 1
+            return super().write(data)
+
+    stream = Counting()
+    sink = CoalescingLogger(stream)
+    for n in range(100):
+        sink.info(b'{"n": %d}' % n)
+    assert stream.getvalue() == b""  # nothing yet: written at the end of this loop turn
+    await asyncio.sleep(0)
+    assert stream.getvalue().count(b"\n") == 100
+    assert Counting.writes == 1
+    sink.error(b'{"boom": 1}')  # errors are written at once
+    assert stream.getvalue().endswith(b'{"boom": 1}\n')
