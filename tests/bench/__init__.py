@@ -1,0 +1,1 @@
+"""The benchmark harness: `make bench` (python -m tests.bench); see tests/bench/README.md."""
