@@ -37,7 +37,7 @@ from bridge.events import Topics
 from bridge.metrics import Metrics
 from bridge.offsets import OffsetTracker
 from bridge.policy import CircuitState
-from bridge.publisher import Publisher, client_options
+from bridge.publisher import Publisher, client_options, start_with_retry
 from bridge.runner import Aborted, CommandRunner
 
 log = structlog.get_logger(__name__)
@@ -98,8 +98,7 @@ class Egress:
         self._room.set()
 
     async def _connect(self) -> AIOKafkaConsumer:
-        delay = 0.2
-        while True:
+        def make() -> AIOKafkaConsumer:
             consumer = AIOKafkaConsumer(
                 group_id=self._s.group_id,
                 enable_auto_commit=False,
@@ -111,17 +110,11 @@ class Egress:
                 [self._topics.send_message, self._topics.update_conversation],
                 listener=_Listener(self),
             )
-            try:
-                await consumer.start()
-            except (KafkaError, OSError) as exc:
-                await consumer.stop()
-                log.warning("egress.connect_failed", error=str(exc), retry_in=round(delay, 1))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            self._consumer = consumer
-            log.info("egress.started", group=self._s.group_id)
             return consumer
+
+        self._consumer = await start_with_retry(make, "egress")
+        log.info("egress.started", group=self._s.group_id)
+        return self._consumer
 
     async def _drain(self) -> None:
         if self._tasks:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -24,6 +25,7 @@ from bridge.events import Record
 from bridge.metrics import Metrics
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 class Publisher(Protocol):
@@ -51,6 +53,29 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
             kafka.sasl_password.reveal() if kafka.sasl_password else None
         )
     return options
+
+
+async def start_with_retry(make: Callable[[], T], what: str, retry_max: float = 10.0) -> T:
+    """Make and start an aiokafka client, again and again with backoff until one starts.
+
+    A client whose start failed is stopped before the next try (it holds connections).
+    """
+    delay = 0.2
+    while True:
+        client: Any = make()
+        try:
+            await client.start()
+        except (KafkaError, OSError) as exc:
+            await client.stop()
+            log.warning(f"{what}.connect_failed", error=str(exc), retry_in=round(delay, 1))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry_max)
+            continue
+        except BaseException:
+            await client.stop()
+            raise
+        started: T = client
+        return started
 
 
 class CachedPartitioner:
@@ -106,25 +131,11 @@ class KafkaPublisher:
             **client_options(self._kafka),
         )
 
-    async def run_connect(self, *, retry_max: float = 10.0) -> None:
+    async def run_connect(self) -> None:
         """Connect, retrying with backoff until it works (or the task is cancelled)."""
-        delay = 0.2
-        while not self._connected:
-            producer = self._new_producer()
-            try:
-                await producer.start()
-            except (KafkaError, OSError) as exc:
-                await producer.stop()
-                log.warning("kafka.connect_failed", error=str(exc), retry_in=round(delay, 1))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, retry_max)
-                continue
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
-            self._connected = True
-            log.info("kafka.connected", bootstrap=self._kafka.bootstrap_servers)
+        self._producer = await start_with_retry(self._new_producer, "kafka")
+        self._connected = True
+        log.info("kafka.connected", bootstrap=self._kafka.bootstrap_servers)
 
     async def publish(self, record: Record, *, timeout: float) -> None:
         """Send one record and wait for its acknowledgement, at most ``timeout`` seconds."""

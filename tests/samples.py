@@ -127,3 +127,101 @@ def other_events() -> dict[str, dict[str, Any]]:
         "custom": {**inbound, "type": "custom", "custom": {"anything": [1, 2, 3]}},
         "revoke": {**inbound, "type": "revoke", "message": {"id": new_id()}},
     }
+
+
+SEND_MEDIA = {"url": "https://cdn.example.com/file"}
+
+_BODY = {"text": "How can we help you?", "type": "text"}
+#: A send-message request body of every type, per the reference's tables and WhatsApp examples.
+SEND_BODIES: dict[str, dict[str, Any]] = {
+    "text": {"message": {"type": "text", "body": "Your order has shipped"}},
+    "image": {
+        "message": {"type": "image", "mimeType": "image/jpeg", "caption": "c"},
+        "media": SEND_MEDIA,
+    },
+    "gif": {"message": {"type": "gif", "mimeType": "video/mp4"}, "media": SEND_MEDIA},
+    "video": {"message": {"type": "video", "mimeType": "video/mp4"}, "media": SEND_MEDIA},
+    "audio": {"message": {"type": "audio", "mimeType": "audio/ogg"}, "media": SEND_MEDIA},
+    "ptt": {"message": {"type": "ptt", "mimeType": "audio/ogg"}, "media": SEND_MEDIA},
+    "sticker": {"message": {"type": "sticker", "mimeType": "image/webp"}, "media": SEND_MEDIA},
+    "document": {
+        "message": {
+            "type": "document",
+            "mimeType": "application/pdf",
+            "fileName": "a.pdf",
+            "title": "Ticket",
+        },
+        "media": SEND_MEDIA,
+    },
+    "location": {"message": {"type": "location", "latitude": 52.1, "longitude": 5.1}},
+    "contact": {"message": {"type": "contact", "contacts": [{"name": {"formatted_name": "J"}}]}},
+    "template": {
+        "message": {
+            "type": "template",
+            "template": {"name": "hello", "language": "en", "parameters": ["Jan"]},
+        }
+    },
+    "button": {
+        "message": {
+            "type": "interactive",
+            "interactive": {
+                "type": "button",
+                "components": {
+                    "body": _BODY,
+                    "buttons": [
+                        {"type": "reply", "reply": {"payload": "b1", "title": "Option 1"}},
+                        {"type": "reply", "reply": {"payload": "b2", "title": "Option 2"}},
+                    ],
+                },
+            },
+        }
+    },
+    "list": {
+        "message": {
+            "type": "interactive",
+            "interactive": {
+                "type": "list",
+                "components": {
+                    "body": _BODY,
+                    "list": {
+                        "title": "Make a choice",
+                        "sections": [
+                            {
+                                "title": "Section 1",
+                                "rows": [
+                                    {"description": "d", "payload": "r1", "title": "Option 1"}
+                                ],
+                            }
+                        ],
+                    },
+                },
+            },
+        }
+    },
+    "product": {
+        "message": {
+            "type": "interactive",
+            "interactive": {
+                "type": "product",
+                "components": {"body": _BODY, "product": {"productId": "1105524"}},
+            },
+        }
+    },
+    "productList": {
+        "message": {
+            "type": "interactive",
+            "interactive": {
+                "type": "productList",
+                "components": {
+                    "header": {"text": "Make a selection", "type": "text"},
+                    "body": _BODY,
+                    "productList": {
+                        "sections": [
+                            {"title": "Our Collection", "items": [{"productId": "1105521"}]}
+                        ]
+                    },
+                },
+            },
+        }
+    },
+}

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.events import Topics
+from tests import samples
 from tests.integration.procs import (
     BridgeProcess,
     ProcessFactory,
@@ -24,102 +25,7 @@ from tests.integration.procs import (
 pytestmark = pytest.mark.kafka
 
 CHANNEL = "31612345678@whatsapp.eazy.im"
-MEDIA = {"url": "https://cdn.example.com/file"}
-
-BODY = {"text": "How can we help you?", "type": "text"}
-#: Every message type, as the reference's tables and WhatsApp examples define them.
-MESSAGES: dict[str, dict[str, Any]] = {
-    "text": {"message": {"type": "text", "body": "Your order has shipped"}},
-    "image": {
-        "message": {"type": "image", "mimeType": "image/jpeg", "caption": "c"},
-        "media": MEDIA,
-    },
-    "gif": {"message": {"type": "gif", "mimeType": "video/mp4"}, "media": MEDIA},
-    "video": {"message": {"type": "video", "mimeType": "video/mp4"}, "media": MEDIA},
-    "audio": {"message": {"type": "audio", "mimeType": "audio/ogg"}, "media": MEDIA},
-    "ptt": {"message": {"type": "ptt", "mimeType": "audio/ogg"}, "media": MEDIA},
-    "sticker": {"message": {"type": "sticker", "mimeType": "image/webp"}, "media": MEDIA},
-    "document": {
-        "message": {
-            "type": "document",
-            "mimeType": "application/pdf",
-            "fileName": "a.pdf",
-            "title": "Ticket",
-        },
-        "media": MEDIA,
-    },
-    "location": {"message": {"type": "location", "latitude": 52.1, "longitude": 5.1}},
-    "contact": {"message": {"type": "contact", "contacts": [{"name": {"formatted_name": "J"}}]}},
-    "template": {
-        "message": {
-            "type": "template",
-            "template": {"name": "hello", "language": "en", "parameters": ["Jan"]},
-        }
-    },
-    "button": {
-        "message": {
-            "type": "interactive",
-            "interactive": {
-                "type": "button",
-                "components": {
-                    "body": BODY,
-                    "buttons": [
-                        {"type": "reply", "reply": {"payload": "b1", "title": "Option 1"}},
-                        {"type": "reply", "reply": {"payload": "b2", "title": "Option 2"}},
-                    ],
-                },
-            },
-        }
-    },
-    "list": {
-        "message": {
-            "type": "interactive",
-            "interactive": {
-                "type": "list",
-                "components": {
-                    "body": BODY,
-                    "list": {
-                        "title": "Make a choice",
-                        "sections": [
-                            {
-                                "title": "Section 1",
-                                "rows": [
-                                    {"description": "d", "payload": "r1", "title": "Option 1"}
-                                ],
-                            }
-                        ],
-                    },
-                },
-            },
-        }
-    },
-    "product": {
-        "message": {
-            "type": "interactive",
-            "interactive": {
-                "type": "product",
-                "components": {"body": BODY, "product": {"productId": "1105524"}},
-            },
-        }
-    },
-    "productList": {
-        "message": {
-            "type": "interactive",
-            "interactive": {
-                "type": "productList",
-                "components": {
-                    "header": {"text": "Make a selection", "type": "text"},
-                    "body": BODY,
-                    "productList": {
-                        "sections": [
-                            {"title": "Our Collection", "items": [{"productId": "1105521"}]}
-                        ]
-                    },
-                },
-            },
-        }
-    },
-}
+MESSAGES = samples.SEND_BODIES
 
 
 def contact(n: int) -> str:

@@ -10,72 +10,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bridge.config import Secret
+from tests import samples
 
 SimClient = TestClient[web.Request, web.Application]
+
 
 AUTH = {"Authorization": "Bearer sim-key"}
 CHANNEL = "31612345678@whatsapp.eazy.im"
 CONTACT = "31611111111@whatsapp.eazy.im"
 SEND = f"/v3/channels/{CHANNEL}/messages/{CONTACT}"
 CONVERSATION = f"/v3/channels/{CHANNEL}/conversations/{CONTACT}"
-MEDIA = {"url": "https://cdn.example.com/f"}
-
-MESSAGES: dict[str, dict[str, Any]] = {
-    "text": {"message": {"body": "Have a nice day!", "type": "text"}},
-    "image": {
-        "message": {"mimeType": "image/jpeg", "caption": "c", "type": "image"},
-        "media": MEDIA,
-    },
-    "gif": {"message": {"mimeType": "video/mp4", "type": "gif"}, "media": MEDIA},
-    "video": {"message": {"mimeType": "video/mp4", "type": "video"}, "media": MEDIA},
-    "audio": {"message": {"mimeType": "audio/aac", "type": "audio"}, "media": MEDIA},
-    "ptt": {"message": {"mimeType": "audio/ogg", "type": "ptt"}, "media": MEDIA},
-    "sticker": {"message": {"mimeType": "image/webp", "type": "sticker"}, "media": MEDIA},
-    "document": {
-        "message": {
-            "fileName": "a.pdf",
-            "mimeType": "application/pdf",
-            "title": "A",
-            "type": "document",
-        },
-        "media": MEDIA,
-    },
-    "location": {"message": {"latitude": 52.1, "longitude": 5.1, "type": "location"}},
-    "contact": {"message": {"contacts": [{"name": "Jane"}], "type": "contact"}},
-    "template": {
-        "message": {
-            "template": {
-                "name": "delivery_notification",
-                "language": "nl",
-                "parameters": ["a", "b"],
-            },
-            "type": "template",
-        }
-    },
-    "button": {
-        "message": {
-            "interactive": {
-                "components": {
-                    "body": {"text": "How can we help you?", "type": "text"},
-                    "buttons": [
-                        {"reply": {"payload": "button_id_1", "title": "Option 1"}, "type": "reply"}
-                    ],
-                },
-                "type": "button",
-            },
-            "type": "interactive",
-        }
-    },
-    "product": {
-        "message": {
-            "interactive": {
-                "components": {"product": {"productId": "1105524"}},
-                "type": "product",
-            },
-            "type": "interactive",
-        }
-    },
-}
+MEDIA = samples.SEND_MEDIA
+MESSAGES = samples.SEND_BODIES
 
 INVALID: list[tuple[dict[str, Any], str]] = [
     ({"message": {"type": "text"}}, "message.body: required"),
