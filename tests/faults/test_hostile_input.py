@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.events import EVENT_TYPES, Topics
+from bridge.events import EVENT_TYPES
 from tests import samples
 from tests.faults.conftest import Stream, conservation
 
@@ -162,8 +162,6 @@ async def test_hostile_input_at_volume(procs, kafka, prefix, report) -> None:
     assert bridge.proc is not None
     assert bridge.proc.returncode is None  # still alive
     figures = await conservation(kafka, prefix, stream, exact_bytes=False)
-    topics = Topics(prefix)
-    del topics
     assert await bridge.stop() == 0
     report["6-hostile-input"] = {
         **figures,

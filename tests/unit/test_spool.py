@@ -226,3 +226,22 @@ def test_property_damage_never_crashes_and_keeps_every_intact_frame(
         start = end
     assert valid <= cut
     assert valid == (found[-1][0] if found else 0)  # the valid prefix ends at the last good frame
+
+
+async def test_drain_reads_large_segments_piecewise(tmp_path: Path) -> None:
+    """A segment bigger than one read, and a record bigger than the first read, drain whole."""
+    spool = spool_at(tmp_path, segment_bytes=8 * 1024 * 1024)
+    spool.open()
+    run = Running(spool)
+    run.tasks.append(asyncio.create_task(spool.run_writer()))
+    try:
+        await asyncio.gather(*(spool.append(record(i, size=1000)) for i in range(3000)))
+        await spool.append(record(3000, size=1_500_000))  # larger than the first 1 MiB read
+        await spool.append(record(3001))
+        assert len(list(tmp_path.glob("*.wal"))) == 1  # all in one ~4.6 MB segment
+        publisher = InMemoryPublisher()
+        run.drain_to(publisher)
+        await asyncio.wait_for(spool.wait_until(lambda: spool.empty), 20)
+        assert [r.event_id for r in publisher.records] == [f"message/{i}" for i in range(3002)]
+    finally:
+        await run.stop()
