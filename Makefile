@@ -21,6 +21,7 @@ $(VENV)/.installed: pyproject.toml
 lint: install
 	$(BIN)/ruff check bridge tests
 	$(BIN)/ruff format --check bridge tests
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format bridge tests

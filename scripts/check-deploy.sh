@@ -67,7 +67,7 @@ done
 
 # --- 2b. the rendered environment is a valid bridge configuration --------------------------
 # Each workload's env (ConfigMap + secret references filled with placeholders) goes through
-# bridge.config.Settings.from_env(...).check_role(<container arg>), the code the pods run.
+# bridge.core.config.Settings.from_env(...).check_role(<container arg>), the code the pods run.
 bridge_accepts_env() { # rendered-manifests
     # YAML to JSON with the tools' Python (PyYAML); the check itself with the project's venv.
     "$TOOLS_PY" -c 'import json, sys, yaml; json.dump([d for d in yaml.safe_load_all(open(sys.argv[1])) if d], open(sys.argv[2], "w"))' \
@@ -76,7 +76,7 @@ bridge_accepts_env() { # rendered-manifests
 import json
 import sys
 sys.path.insert(0, sys.argv[2])
-from bridge.config import Settings
+from bridge.core.config import Settings
 
 docs = json.load(open(sys.argv[1]))
 maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}

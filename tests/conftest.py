@@ -20,7 +20,7 @@ from tests.integration.procs import ProcessFactory
 
 
 def load_schema(name: str) -> Any:
-    return json.loads(resources.files("bridge").joinpath("schemas", name).read_text())
+    return json.loads(resources.files("bridge.contract").joinpath("schemas", name).read_text())
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.jids import conversation_problem, jid_problem
+from bridge.contract.jids import conversation_problem, jid_problem
+from bridge.egress.validation import MEDIA_TYPES, is_http_url, message_problems
 from bridge.simulator import events
 from bridge.simulator.emitter import EMITTER
 from bridge.simulator.faults import FaultConfig
 from bridge.simulator.responses import json_response, read_json, read_object, validation_error
 from bridge.simulator.state import STATE
-from bridge.validation import MEDIA_TYPES, is_http_url, message_problems
 
 INBOUND_FIELDS = ("channelJid", "contactJid", "message", "media", "name", "locale")
 

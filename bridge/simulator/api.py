@@ -2,7 +2,7 @@
 
 Owns ``/v3/channels/{channelJid}/messages/{contactJid}`` and
 ``/v3/channels/{channelJid}/conversations/{contactJid}``. Requests are checked with the same
-rules egress uses (:mod:`bridge.validation`); authentication, faults and error formatting are
+rules egress uses (:mod:`bridge.egress.validation`); authentication, faults and error formatting are
 the middleware's.
 """
 
@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.jids import conversation_problem
+from bridge.contract.jids import conversation_problem
+from bridge.egress.validation import conversation_changes_problems, send_body_problems
 from bridge.simulator import events
 from bridge.simulator.emitter import EMITTER
 from bridge.simulator.responses import (
@@ -25,7 +26,6 @@ from bridge.simulator.responses import (
     validation_error,
 )
 from bridge.simulator.state import STATE, TEMPLATES
-from bridge.validation import conversation_changes_problems, send_body_problems
 
 
 def _jids(request: web.Request) -> tuple[str, str]:

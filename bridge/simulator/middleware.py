@@ -8,7 +8,6 @@ is answered in the platform's error format; unknown routes and methods are 404/1
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +16,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from bridge.core import auth
 from bridge.simulator.api import FAULTY_ROUTES
 from bridge.simulator.responses import STATUS_CODE, ApiProblem, new_trace_id
 from bridge.simulator.state import SETTINGS, STATE
@@ -28,15 +28,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def authorized(request: web.Request) -> bool:
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        return False
-    given = key.strip().encode()
-    # Compare against every key, so the time taken does not tell which one nearly matched.
-    matches = [
-        hmac.compare_digest(given, k.reveal().encode()) for k in request.app[SETTINGS].api_keys
-    ]
-    return any(matches)
+    return auth.authorized(request.headers.get("Authorization", ""), request.app[SETTINGS].api_keys)
 
 
 def _problem_from_http(exc: web.HTTPException) -> ApiProblem:

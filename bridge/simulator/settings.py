@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from bridge.config import Secret
-from bridge.errors import ConfigError
-from bridge.validation import is_http_url
+from bridge.core.config import Secret
+from bridge.core.errors import ConfigError
+from bridge.egress.validation import is_http_url
 
 
 @dataclass(frozen=True, slots=True)

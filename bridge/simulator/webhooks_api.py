@@ -15,7 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.jids import jid_problem
+from bridge.contract.jids import jid_problem
+from bridge.egress.validation import is_http_url
 from bridge.simulator.responses import (
     ApiProblem,
     json_response,
@@ -24,7 +25,6 @@ from bridge.simulator.responses import (
     validation_error,
 )
 from bridge.simulator.state import STATE, WEBHOOK_EVENTS, Webhook
-from bridge.validation import is_http_url
 
 #: What "Create a webhook" takes and "Update a webhook" may change.
 WEBHOOK_FIELDS = ("enabled", "events", "headers", "url")

@@ -48,7 +48,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bridge.events import Topics
+from bridge.contract.records import Topics
 from tests.bench.bodies import CHANNEL, write_templates
 from tests.integration.procs import BridgeProcess, ProcessFactory, free_port
 

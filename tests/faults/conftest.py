@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
-from bridge.events import Topics
+from bridge.contract.records import Topics
 from tests import samples
 from tests.integration.procs import consume, free_port, value
 

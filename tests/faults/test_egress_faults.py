@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bridge.events import Topics
+from bridge.contract.records import Topics
 from tests.integration.procs import (
     BridgeProcess,
     ProcessFactory,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bridge.events import Topics
+from bridge.contract.records import Topics
 from tests import samples
 from tests.integration.procs import (
     BridgeProcess,

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from bridge.events import EVENT_TYPES, Topics
+from bridge.contract.records import EVENT_TYPES, Topics
 from tests import samples
 from tests.conftest import parse_cloudevent
 from tests.integration.procs import ProcessFactory, consume, free_port, post, value

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bridge.config import Secret
+from bridge.core.config import Secret
 from tests import samples
 
 SimClient = TestClient[web.Request, web.Application]

@@ -1,0 +1,129 @@
+"""Spotler Message API client: the two calls egress makes, over one pooled aiohttp session.
+
+Owns HTTP to the platform: URLs, the bearer key, timeouts, and the translation of every outcome
+that is not a 2xx (network error, timeout, status, the platform's ``{"error": {"code",
+"message"}, "traceId"}`` body, ``Retry-After``) into :class:`~bridge.core.errors.ApiError`, whose
+``retriable`` flag is all the caller needs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from bridge.core.config import ApiSettings
+from bridge.core.errors import ApiError
+from bridge.telemetry.metrics import Metrics
+
+USER_AGENT = "spotler-bridge/0.1"
+
+
+class SpotlerClient:
+    """Calls the platform. Create inside a running loop; close with :meth:`close`."""
+
+    def __init__(
+        self, settings: ApiSettings, metrics: Metrics, *, max_connections: int = 100
+    ) -> None:
+        if settings.api_key is None:
+            raise ValueError("an API key is required")
+        self._base = settings.url.rstrip("/")
+        self._metrics = metrics
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=settings.timeout, connect=min(settings.timeout, 5)),
+            connector=aiohttp.TCPConnector(limit=max_connections, ttl_dns_cache=60),
+            headers={
+                "Authorization": f"Bearer {settings.api_key.reveal()}",
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            },
+            json_serialize=lambda obj: orjson.dumps(obj).decode(),
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def send_message(
+        self, channel: str, contact: str, body: dict[str, Any], *, request_id: str
+    ) -> dict[str, Any]:
+        """``POST /channels/{channel}/messages/{contact}``; returns ``{"id": ...}``."""
+        path = f"/channels/{quote(channel, safe='@')}/messages/{quote(contact, safe='@')}"
+        return await self._call("POST", path, body, "send_message", request_id)
+
+    async def update_conversation(
+        self, channel: str, contact: str, changes: dict[str, Any], *, request_id: str
+    ) -> dict[str, Any]:
+        """``PATCH /channels/{channel}/conversations/{contact}``; returns the conversation."""
+        path = f"/channels/{quote(channel, safe='@')}/conversations/{quote(contact, safe='@')}"
+        return await self._call("PATCH", path, changes, "update_conversation", request_id)
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any], endpoint: str, request_id: str
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        status, code = 0, ""
+        try:
+            async with self._session.request(
+                method,
+                self._base + path,
+                data=orjson.dumps(body),
+                headers={"Content-Type": "application/json", "X-Request-Id": request_id[:200]},
+            ) as resp:
+                status = resp.status
+                raw = await resp.read()
+                if 200 <= status < 300:
+                    return _json_object(raw)
+                error = _api_error(status, raw, resp.headers.get("Retry-After"))
+                code = str(error.code or "")
+                raise error
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ApiError(0, None, f"{type(exc).__name__}: {exc}"[:300], network=True) from exc
+        finally:
+            self._metrics.child(self._metrics.api_requests, endpoint, str(status), code).inc()
+            self._metrics.child(self._metrics.api_duration, endpoint).observe(
+                time.perf_counter() - started
+            )
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _api_error(status: int, raw: bytes, retry_after: str | None) -> ApiError:
+    doc = _json_object(raw)
+    found = doc.get("error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
+    code = error.get("code")
+    message = error.get("message")
+    trace = doc.get("traceId")
+    return ApiError(
+        status,
+        code if isinstance(code, int) and not isinstance(code, bool) else None,
+        message if isinstance(message, str) else raw[:200].decode("utf-8", "replace"),
+        trace_id=trace if isinstance(trace, str) else None,
+        retry_after=parse_retry_after(retry_after),
+    )
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (now if now is not None else time.time()))

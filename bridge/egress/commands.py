@@ -1,0 +1,212 @@
+"""Commands and their outcomes: parsing a command record, and the result and dead-letter records.
+
+Pure core. A command is a JSON object (or a CloudEvent whose ``data`` is one) on
+``<prefix>.commands.send-message`` or ``<prefix>.commands.update-conversation``. Parsing checks
+everything that can be checked before calling the platform (shape, id, JIDs, the message or
+the changes, via :mod:`bridge.egress.validation`) and raises
+:class:`~bridge.core.errors.InvalidCommand`
+naming the first problem. Every command ends in exactly one result record (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from bridge.contract.jids import conversation_problem
+from bridge.contract.records import (
+    COMMAND_FAILED,
+    COMMAND_SUCCEEDED,
+    EGRESS_SOURCE,
+    Record,
+    Topics,
+    cloudevent,
+    iso_time,
+)
+from bridge.core.errors import ApiError, InvalidCommand
+from bridge.egress.validation import conversation_changes_problems, send_body_problems
+
+Kind = Literal["send-message", "update-conversation"]
+_MAX_ID = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a command came from in Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: str
+    kind: Kind
+    channel: str
+    contact: str
+    body: dict[str, Any]  # the API request body: {"message", "media"?} or the changes
+
+    @property
+    def conversation(self) -> str:
+        return f"{self.channel}/{self.contact}"
+
+
+def kind_of(topic: str, topics: Topics) -> Kind | None:
+    if topic == topics.send_message:
+        return "send-message"
+    if topic == topics.update_conversation:
+        return "update-conversation"
+    return None
+
+
+def parse(raw: bytes | None, kind: Kind) -> Command:
+    """Parse and validate one command record, or raise InvalidCommand."""
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidCommand(f"not valid JSON: {str(exc)[:120]}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidCommand("command must be a JSON object")
+    fallback_id = None
+    if doc.get("specversion") is not None and "data" in doc:  # a CloudEvent carrying the command
+        fallback_id, doc = doc.get("id"), doc["data"]
+        if not isinstance(doc, dict):
+            raise InvalidCommand("CloudEvent data must be a command object")
+    command_id = doc.get("id", fallback_id)
+    if not isinstance(command_id, str) or not 0 < len(command_id) <= _MAX_ID:
+        raise InvalidCommand(f"id: required, a string of 1 to {_MAX_ID} characters")
+    channel, contact = doc.get("channelJid"), doc.get("contactJid")
+    problem = conversation_problem(channel, contact)
+    if problem:
+        raise InvalidCommand(problem)
+    assert isinstance(channel, str)  # checked just above
+    assert isinstance(contact, str)
+    if kind == "send-message":
+        allowed = {"id", "channelJid", "contactJid", "message", "media"}
+        body = {k: doc[k] for k in ("message", "media") if k in doc}
+        problems = send_body_problems(body)
+    else:
+        allowed = {"id", "channelJid", "contactJid", "changes"}
+        changes = doc.get("changes")
+        body = changes if isinstance(changes, dict) else {}
+        problems = (
+            conversation_changes_problems(changes) if "changes" in doc else ["changes: required"]
+        )
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        problems.insert(0, f"{unknown[0]}: unknown field")
+    if problems:
+        raise InvalidCommand(problems[0])
+    return Command(id=command_id, kind=kind, channel=channel, contact=contact, body=body)
+
+
+def salvage_id(raw: bytes | None, position: Position) -> str:
+    """A command id for a record that could not be parsed: its own if readable, else its place."""
+    try:
+        doc = orjson.loads(raw or b"")
+        candidate = doc.get("id") if isinstance(doc, dict) else None
+    except orjson.JSONDecodeError:
+        candidate = None
+    if isinstance(candidate, str) and 0 < len(candidate) <= _MAX_ID:
+        return candidate
+    return f"{position.topic}/{position.partition}/{position.offset}"
+
+
+def result_record(
+    topics: Topics,
+    *,
+    command_id: str,
+    kind: str,
+    channel: str | None,
+    contact: str | None,
+    attempts: int,
+    position: Position,
+    response: dict[str, Any] | None = None,
+    error: ApiError | None = None,
+    reason: str | None = None,
+) -> Record:
+    """The one result of a command: succeeded with the platform's response, or failed and why."""
+    data: dict[str, Any] = {
+        "commandId": command_id,
+        "command": kind,
+        "channelJid": channel,
+        "contactJid": contact,
+        "attempts": attempts,
+        "status": "succeeded" if reason is None and error is None else "failed",
+        "source": {
+            "topic": position.topic,
+            "partition": position.partition,
+            "offset": position.offset,
+        },
+    }
+    if response is not None:
+        data["response"] = response
+        if kind == "send-message" and isinstance(response.get("id"), str):
+            data["messageId"] = response["id"]
+    if error is not None:
+        data["error"] = {
+            "httpStatus": error.status or None,
+            "code": error.code,
+            "message": error.message,
+            "traceId": error.trace_id,
+        }
+    if reason is not None:
+        data["reason"] = reason
+    event = cloudevent(
+        event_id=f"result/{command_id}",
+        source=EGRESS_SOURCE,
+        type_=COMMAND_SUCCEEDED if data["status"] == "succeeded" else COMMAND_FAILED,
+        time=iso_time(time.time()),
+        subject=command_id,
+        data=data,
+    )
+    key = f"{channel}/{contact}".encode() if channel and contact else position.key
+    return Record(
+        topic=topics.results,
+        key=key,
+        value=orjson.dumps(event),
+        event_id=f"result/{command_id}",
+        event=kind,
+    )
+
+
+def deadletter_record(topics: Topics, raw: bytes | None, position: Position, reason: str) -> Record:
+    """The command as it was consumed (bytes intact), with where it came from and why it failed."""
+    body = raw or b""
+    try:
+        text, encoding = body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(body).decode("ascii"), "base64"
+    data = {
+        "reason": reason,
+        "source": {
+            "topic": position.topic,
+            "partition": position.partition,
+            "offset": position.offset,
+        },
+        "key": position.key.decode("utf-8", "replace") if position.key else None,
+        "bodyEncoding": encoding,
+        "body": text,
+    }
+    event_id = f"deadletter/{position.topic}/{position.partition}/{position.offset}"
+    event = cloudevent(
+        event_id=event_id,
+        source=EGRESS_SOURCE,
+        type_="im.eazy.command.deadletter",
+        time=iso_time(time.time()),
+        data=data,
+    )
+    return Record(
+        topic=topics.commands_deadletter,
+        key=position.key,
+        value=orjson.dumps(event),
+        event_id=event_id,
+        event="deadletter",
+    )

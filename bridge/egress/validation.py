@@ -1,0 +1,441 @@
+"""The platform's request rules: send-message bodies and conversation updates (pure core).
+
+Egress checks a command with these functions before it calls the platform, and the simulator
+checks what it receives with the same functions, so the two can never disagree. Each function
+returns *every* problem, as ``"<field path>: <reason>"`` strings; an empty list means valid.
+This module imports no I/O library, only the standard library and other core modules.
+
+Sources: the reference's "Messages" tables, "Send messages", its "WhatsApp examples" (button,
+list, product, productList) and "Update a conversation". Inferences, marked as such:
+
+* Media is attached by URL: a media message's request body carries a top-level
+  ``"media": {"url": "https://..."}`` beside ``message``, mirroring the top-level ``media`` of
+  the webhook ``message`` body. The reference does not show how media is attached.
+* ``template`` is an object ``{name, language, parameters?: [str], components?: [object]}``
+  (the reference's table calls it an "array" and shows no example).
+* Interactive messages may also carry optional ``header``/``footer`` text components where
+  WhatsApp allows them; limits not in the brief follow WhatsApp's interactive-message limits
+  (body text 1024, header/footer 60, button payload 256, row payload 200, section title 24,
+  list title 20, at most 10 sections).
+* Optional fields may be ``null``; ``mimeType`` must look like ``type/subtype``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from bridge.contract.jids import jid_kind
+
+MESSAGE_TYPES: tuple[str, ...] = (
+    "text", "image", "gif", "video", "audio", "ptt", "sticker", "document",
+    "location", "contact", "template", "interactive",
+)  # fmt: skip
+#: Message types whose content is a file, attached through the request body's ``media``.
+MEDIA_TYPES: frozenset[str] = frozenset(
+    {"image", "gif", "video", "audio", "ptt", "sticker", "document"}
+)
+#: The fields "Update a conversation" accepts.
+CONVERSATION_FIELDS: tuple[str, ...] = ("assignee", "labels", "status", "team", "unreadCount")
+CONVERSATION_STATUSES: tuple[str, ...] = ("OPEN", "CLOSED")
+INTERACTIVE_TYPES: tuple[str, ...] = ("button", "list", "product", "productList")
+SEND_BODY_FIELDS: tuple[str, ...] = ("message", "media")
+
+TEXT_MAX = 4096
+CAPTION_MAX = 1024
+MAX_BUTTONS = 3
+BUTTON_TITLE_MAX = 20
+ROW_TITLE_MAX = 24
+ROW_DESCRIPTION_MAX = 72
+MAX_ROWS = 10
+MAX_SECTIONS = 10
+MAX_PRODUCTS = 30
+
+_MIME = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+(;.*)?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+# Per simple message type: field -> (required, maximum length or None). "type" is implied.
+_STRING_FIELDS: Mapping[str, Mapping[str, tuple[bool, int | None]]] = {
+    "text": {"body": (True, TEXT_MAX)},
+    "image": {"mimeType": (True, None), "caption": (False, CAPTION_MAX)},
+    "gif": {"mimeType": (True, None), "caption": (False, CAPTION_MAX)},
+    "video": {"mimeType": (True, None), "caption": (False, CAPTION_MAX)},
+    "audio": {"mimeType": (True, None)},
+    "ptt": {"mimeType": (True, None)},
+    "sticker": {"mimeType": (True, None)},
+    "document": {"fileName": (True, None), "mimeType": (True, None), "title": (True, None)},
+    "location": {"name": (False, None), "url": (False, None)},
+}
+
+# Per other message type: its fields, checked by their own code below.
+_OTHER_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "location": ("latitude", "longitude"),
+    "contact": ("contacts",),
+    "template": ("template",),
+    "interactive": ("interactive",),
+}
+
+# Interactive components per interactive type: (required, optional).
+_COMPONENTS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "button": (("body", "buttons"), ("header", "footer")),
+    "list": (("body", "list"), ("header", "footer")),
+    "product": (("product",), ("body", "footer")),
+    "productList": (("header", "body", "productList"), ("footer",)),
+}
+
+
+class _Check:
+    """Collects problems; small typed helpers that each report under a field path."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def result(self) -> list[str]:
+        """The problems in order, each once (a missing field is seen by two checks)."""
+        return list(dict.fromkeys(self.problems))
+
+    def add(self, path: str, reason: str) -> None:
+        self.problems.append(f"{path}: {reason}")
+
+    def obj(self, value: object, path: str) -> dict[str, Any] | None:
+        if isinstance(value, dict):
+            return value
+        self.add(path, "required" if value is None else "must be an object")
+        return None
+
+    def array(self, value: object, path: str) -> list[Any] | None:
+        if isinstance(value, list):
+            return value
+        self.add(path, "required" if value is None else "must be an array")
+        return None
+
+    def fields(
+        self,
+        obj: Mapping[str, Any],
+        path: str,
+        required: tuple[str, ...],
+        optional: tuple[str, ...],
+    ) -> None:
+        """Report unknown fields, then missing required ones."""
+        allowed = set(required) | set(optional)
+        self.problems.extend(f"{path}.{k}: unknown field" for k in obj if k not in allowed)
+        self.problems.extend(f"{path}.{k}: required" for k in required if k not in obj)
+
+    def string(
+        self,
+        obj: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        required: bool = True,
+        max_len: int | None = None,
+    ) -> str | None:
+        value = obj.get(key)
+        where = f"{path}.{key}"
+        if value is None:
+            if required:
+                self.add(where, "required")
+            return None
+        if not isinstance(value, str):
+            self.add(where, "must be a string")
+        elif required and not value.strip():
+            self.add(where, "must not be empty")
+        elif max_len is not None and len(value) > max_len:
+            self.add(where, f"at most {max_len} characters, got {len(value)}")
+        else:
+            return value
+        return None
+
+    def number(self, obj: Mapping[str, Any], key: str, path: str, bound: float) -> None:
+        value = obj.get(key)
+        where = f"{path}.{key}"
+        if value is None:
+            self.add(where, "required")
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            self.add(where, "must be a number")
+        elif not math.isfinite(value) or not -bound <= value <= bound:
+            self.add(where, f"must be between {-bound:g} and {bound:g}")
+
+
+def message_problems(message: object) -> list[str]:
+    """Every problem with the ``message`` object of a send-message request."""
+    check = _Check()
+    _message(check, message, "message")
+    return check.result()
+
+
+def _message(check: _Check, message: object, path: str) -> None:
+    msg = check.obj(message, path)
+    if msg is None:
+        return
+    kind = msg.get("type")
+    if kind is None:
+        check.add(f"{path}.type", "required")
+        return
+    if kind not in MESSAGE_TYPES:
+        check.add(f"{path}.type", f"unknown type {kind!r}; allowed: {', '.join(MESSAGE_TYPES)}")
+        return
+    strings = _STRING_FIELDS.get(kind, {})
+    allowed = {"type", *strings, *_OTHER_FIELDS.get(kind, ())}
+    check.problems.extend(f"{path}.{k}: unknown field" for k in msg if k not in allowed)
+    for key, (required, max_len) in strings.items():
+        value = check.string(msg, key, path, required=required, max_len=max_len)
+        if key == "mimeType" and value is not None and not _MIME.match(value):
+            check.add(f"{path}.mimeType", f"{value[:80]!r} is not a MIME type like image/jpeg")
+    if kind == "location":
+        check.number(msg, "latitude", path, 90)
+        check.number(msg, "longitude", path, 180)
+    elif kind == "contact":
+        contacts = check.array(msg.get("contacts"), f"{path}.contacts")
+        if contacts is not None and not contacts:
+            check.add(f"{path}.contacts", "must not be empty")
+        for i, item in enumerate(contacts or ()):
+            if not isinstance(item, dict):
+                check.add(f"{path}.contacts[{i}]", "must be an object")
+    elif kind == "template":
+        _template(check, msg.get("template"), f"{path}.template")
+    elif kind == "interactive":
+        _interactive(check, msg.get("interactive"), f"{path}.interactive")
+
+
+def _template(check: _Check, value: object, path: str) -> None:
+    tpl = check.obj(value, path)
+    if tpl is None:
+        return
+    check.fields(tpl, path, (), ("name", "language", "parameters", "components"))
+    check.string(tpl, "name", path)
+    check.string(tpl, "language", path)
+    if tpl.get("parameters") is not None:
+        for i, p in enumerate(check.array(tpl["parameters"], f"{path}.parameters") or ()):
+            if not isinstance(p, str):
+                check.add(f"{path}.parameters[{i}]", "must be a string")
+    if tpl.get("components") is not None:
+        for i, c in enumerate(check.array(tpl["components"], f"{path}.components") or ()):
+            if not isinstance(c, dict):
+                check.add(f"{path}.components[{i}]", "must be an object")
+
+
+def _interactive(check: _Check, value: object, path: str) -> None:
+    obj = check.obj(value, path)
+    if obj is None:
+        return
+    check.problems.extend(
+        f"{path}.{k}: unknown field" for k in obj if k not in ("type", "components")
+    )
+    kind = obj.get("type")
+    if kind not in INTERACTIVE_TYPES:
+        reason = "required" if kind is None else f"unknown type {kind!r}; allowed: "
+        check.add(f"{path}.type", reason + (", ".join(INTERACTIVE_TYPES) if kind else ""))
+        return
+    path = f"{path}.components"
+    comps = check.obj(obj.get("components"), path)
+    if comps is None:
+        return
+    required, optional = _COMPONENTS[kind]
+    check.fields(comps, path, required, optional)
+    for name in (*required, *optional):
+        if name in comps:
+            _COMPONENT_CHECKS[name](check, comps[name], f"{path}.{name}")
+
+
+def _text_component(max_len: int) -> Callable[[_Check, object, str], None]:
+    def validate(check: _Check, value: object, path: str) -> None:
+        obj = check.obj(value, path)
+        if obj is None:
+            return
+        check.fields(obj, path, ("text",), ("type",))
+        check.string(obj, "text", path, max_len=max_len)
+        if obj.get("type", "text") != "text":
+            check.add(f"{path}.type", "must be 'text'")
+
+    return validate
+
+
+def _buttons(check: _Check, value: object, path: str) -> None:
+    buttons = check.array(value, path)
+    if buttons is None:
+        return
+    if not buttons:
+        check.add(path, f"1 to {MAX_BUTTONS} buttons required")
+    seen: set[str] = set()
+    for i, item in enumerate(buttons):
+        where = f"{path}[{i}]"
+        if i >= MAX_BUTTONS:
+            check.add(where, f"at most {MAX_BUTTONS} buttons")
+            break
+        button = check.obj(item, where)
+        if button is None:
+            continue
+        check.fields(button, where, ("reply", "type"), ())
+        if "type" in button and button["type"] != "reply":
+            check.add(f"{where}.type", "must be 'reply'")
+        reply = check.obj(button.get("reply"), f"{where}.reply")
+        if reply is None:
+            continue
+        check.fields(reply, f"{where}.reply", ("payload", "title"), ())
+        payload = check.string(reply, "payload", f"{where}.reply", max_len=256)
+        check.string(reply, "title", f"{where}.reply", max_len=BUTTON_TITLE_MAX)
+        if payload is not None and payload in seen:
+            check.add(f"{where}.reply.payload", f"duplicate payload {payload!r}")
+        seen.add(payload or "")
+
+
+def _sections(
+    check: _Check, value: object, path: str, entries: str, limit: int, entry: Callable[..., None]
+) -> None:
+    """Sections of a list (``rows``) or product list (``items``): 1-10, ``limit`` entries."""
+    sections = check.array(value, path)
+    if sections is None:
+        return
+    if not 1 <= len(sections) <= MAX_SECTIONS:
+        check.add(path, f"1 to {MAX_SECTIONS} sections required, got {len(sections)}")
+    total = 0
+    for i, item in enumerate(sections):
+        where = f"{path}[{i}]"
+        section = check.obj(item, where)
+        if section is None:
+            continue
+        check.fields(section, where, (entries, "title"), ())
+        check.string(section, "title", where, max_len=ROW_TITLE_MAX)
+        if entries not in section:
+            continue
+        rows = check.array(section[entries], f"{where}.{entries}")
+        if rows == []:
+            check.add(f"{where}.{entries}", "must not be empty")
+        for j, row in enumerate(rows or ()):
+            total += 1
+            if total > limit:
+                check.add(f"{where}.{entries}[{j}]", f"at most {limit} {entries} in total")
+                return
+            entry(check, row, f"{where}.{entries}[{j}]")
+
+
+def _row(check: _Check, value: object, path: str) -> None:
+    row = check.obj(value, path)
+    if row is not None:
+        check.fields(row, path, ("payload", "title"), ("description",))
+        check.string(row, "payload", path, max_len=200)
+        check.string(row, "title", path, max_len=ROW_TITLE_MAX)
+        check.string(row, "description", path, required=False, max_len=ROW_DESCRIPTION_MAX)
+
+
+def _product_item(check: _Check, value: object, path: str) -> None:
+    item = check.obj(value, path)
+    if item is not None:
+        check.fields(item, path, ("productId",), ())
+        check.string(item, "productId", path)
+
+
+def _list(check: _Check, value: object, path: str) -> None:
+    obj = check.obj(value, path)
+    if obj is not None:
+        check.fields(obj, path, ("sections", "title"), ())
+        check.string(obj, "title", path, max_len=20)
+        if "sections" in obj:
+            _sections(check, obj["sections"], f"{path}.sections", "rows", MAX_ROWS, _row)
+
+
+def _product_list(check: _Check, value: object, path: str) -> None:
+    obj = check.obj(value, path)
+    if obj is not None:
+        check.fields(obj, path, ("sections",), ())
+        if "sections" in obj:
+            sections = obj["sections"]
+            _sections(check, sections, f"{path}.sections", "items", MAX_PRODUCTS, _product_item)
+
+
+_COMPONENT_CHECKS: Mapping[str, Callable[[_Check, object, str], None]] = {
+    "header": _text_component(60),
+    "body": _text_component(1024),
+    "footer": _text_component(60),
+    "buttons": _buttons,
+    "list": _list,
+    "product": _product_item,
+    "productList": _product_list,
+}
+
+
+def send_body_problems(body: object) -> list[str]:
+    """Every problem with a whole send-message request body ``{"message", "media"?}``."""
+    check = _Check()
+    if not isinstance(body, dict):
+        return ["body: must be a JSON object"]
+    check.problems.extend(f"{k}: unknown field" for k in body if k not in SEND_BODY_FIELDS)
+    if "message" not in body:
+        check.add("message", "required")
+        return check.result()
+    _message(check, body["message"], "message")
+    message = body["message"]
+    kind = message.get("type") if isinstance(message, dict) else None
+    media = body.get("media")
+    if kind in MEDIA_TYPES:
+        if media is None:
+            check.add("media", f'required for {kind} messages: {{"url": "https://..."}}')
+        elif (obj := check.obj(media, "media")) is not None:
+            check.fields(obj, "media", ("url",), ())
+            url = obj.get("url")
+            if url is not None and not is_http_url(url):
+                check.add("media.url", "must be an http(s) URL")
+    elif "media" in body:
+        check.add("media", f"only for media messages ({', '.join(sorted(MEDIA_TYPES))})")
+    return check.result()
+
+
+def is_http_url(value: object) -> bool:
+    """True for an absolute ``http://`` or ``https://`` URL with a host."""
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def conversation_changes_problems(changes: object) -> list[str]:
+    """Every problem with an "Update a conversation" (PATCH) body."""
+    if not isinstance(changes, dict):
+        return ["body: must be a JSON object"]
+    check = _Check()
+    check.problems.extend(f"{k}: unknown field" for k in changes if k not in CONVERSATION_FIELDS)
+    if not any(k in changes for k in CONVERSATION_FIELDS):
+        check.add("body", f"at least one of {', '.join(CONVERSATION_FIELDS)} required")
+    if "assignee" in changes and not _is_assignee(changes["assignee"]):
+        check.add("assignee", "must be null, an e-mail, or an @agent.eazy.im/@ai.eazy.im JID")
+    if "labels" in changes:
+        labels = changes["labels"]
+        if not isinstance(labels, list):
+            check.add("labels", "must be an array of @label.eazy.im JIDs")
+        else:
+            for i, label in enumerate(labels):
+                if jid_kind(label) != "label":
+                    check.add(
+                        f"labels[{i}]", "must be a label JID like 1580486175684@label.eazy.im"
+                    )
+                elif labels.index(label) != i:
+                    check.add(f"labels[{i}]", f"duplicate label {label!r}")
+    if "status" in changes and changes["status"] not in CONVERSATION_STATUSES:
+        check.add("status", f"must be one of {', '.join(CONVERSATION_STATUSES)}")
+    if "team" in changes and changes["team"] is not None and jid_kind(changes["team"]) != "team":
+        check.add("team", "must be null or a team JID like 1601626130348@team.eazy.im")
+    if "unreadCount" in changes:
+        count = changes["unreadCount"]
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            check.add("unreadCount", "must be null or an integer")
+        elif count is not None and count < 0:
+            check.add("unreadCount", "must not be negative")
+    return check.result()
+
+
+def _is_assignee(value: object) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    kind = jid_kind(value)
+    if kind is not None or value.endswith(".eazy.im"):
+        return kind in ("agent", "ai")
+    return bool(_EMAIL.match(value))

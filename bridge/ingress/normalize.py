@@ -1,0 +1,355 @@
+"""Normalization: one webhook body (raw bytes) into one Kafka record.
+
+Pure and total: :func:`normalize` never raises, whatever the bytes. A JSON object with a
+string ``type`` becomes a CloudEvent on its event topic (``unknown`` for types we do not know);
+anything else becomes a dead-letter record that keeps the raw bytes intact. The confirmed
+``message`` body (spotler/webhooks.md) is handled field by field; the other events are
+inferred, so every field is looked up defensively and the verbatim ``payload`` is always kept.
+When a question in webhooks.md gets an answer, the change belongs here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import orjson
+
+from bridge.contract.jids import is_channel_jid, jid_kind
+from bridge.contract.records import (
+    INGRESS_SOURCE,
+    KNOWN_EVENTS,
+    WEBHOOK_TYPE_PREFIX,
+    Record,
+    Topics,
+    cloudevent,
+    iso_time,
+)
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+_DIRECTIONS = {
+    "received": INBOUND,
+    "inbound": INBOUND,
+    "incoming": INBOUND,
+    "in": INBOUND,
+    "sent": OUTBOUND,
+    "send": OUTBOUND,
+    "outbound": OUTBOUND,
+    "outgoing": OUTBOUND,
+    "out": OUTBOUND,
+}
+# Which way an event flows when the body does not say (``direction`` absent in older bodies).
+_DEFAULT_DIRECTION = {"echo": OUTBOUND}
+_MESSAGE_LIKE = frozenset({"message", "echo", "revoke"})
+_MAX_ID = 200
+# Unix seconds before 1990 or after 2200 are not plausible; larger values are milliseconds.
+_MIN_TS, _MAX_TS = 631_152_000, 7_258_118_400
+
+
+def normalize(body: bytes, topics: Topics, *, received_at: float) -> Record:
+    """Turn one delivery into the record to publish. Never raises."""
+    try:
+        return _normalize(body, topics, received_at)
+    except Exception as exc:  # a bug here must not lose a delivery: keep it as a dead letter
+        return deadletter(body, topics, f"normalizer error: {type(exc).__name__}", received_at)
+
+
+def _normalize(body: bytes, topics: Topics, received_at: float) -> Record:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return deadletter(body, topics, f"not valid JSON: {str(exc)[:200]}", received_at)
+    if not isinstance(parsed, dict):
+        return deadletter(body, topics, f"JSON {_json_kind(parsed)}, not an object", received_at)
+    event_type = parsed.get("type")
+    if not isinstance(event_type, str) or not event_type:
+        return deadletter(body, topics, "no string 'type' field", received_at)
+    return _event_record(parsed, body, event_type, topics, received_at)
+
+
+def _event_record(
+    doc: dict[str, Any], body: bytes, event_type: str, topics: Topics, received_at: float
+) -> Record:
+    known = event_type in KNOWN_EVENTS
+    label = event_type if known else "unknown"
+    channel, contact, actor, direction = _parties(doc, event_type)
+    occurred = _timestamp(doc.get("timestamp"))
+    data: dict[str, Any] = {
+        "event": event_type if known else event_type[:100],
+        "channel": {"jid": channel, "kind": jid_kind(channel)} if channel else None,
+        "contact": _contact(doc, contact),
+        "direction": direction,
+        "occurredAt": iso_time(occurred) if occurred is not None else None,
+        "receivedAt": iso_time(received_at),
+        "version": doc.get("version"),
+    }
+    if actor:
+        data["actor"] = {"jid": actor, "kind": jid_kind(actor)}
+    if event_type in _MESSAGE_LIKE:
+        data["message"] = _message(doc)
+    details = _DETAILS.get(event_type)
+    if details is not None:
+        data.update(details(doc))
+    # The body exactly as received: orjson splices the original bytes in, unchanged.
+    data["payload"] = orjson.Fragment(body)
+    event_id = f"{label}/{_natural_key(doc, event_type) or 'sha256:' + _canonical_hash(doc)}"
+    event = cloudevent(
+        event_id=event_id,
+        source=f"/channels/{channel}" if channel else INGRESS_SOURCE,
+        type_=WEBHOOK_TYPE_PREFIX + label,
+        time=iso_time(occurred if occurred is not None else received_at),
+        subject=contact,
+        data=data,
+    )
+    return Record(
+        topic=topics.event(event_type),
+        key=_key(channel, contact),
+        value=orjson.dumps(event),
+        event_id=event_id,
+        event=label,
+    )
+
+
+def deadletter(body: bytes, topics: Topics, reason: str, received_at: float) -> Record:
+    """A dead-letter record: the raw bytes intact (UTF-8 text, else base64) and the reason."""
+    digest = hashlib.sha256(body).hexdigest()
+    try:
+        text, encoding = body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(body).decode("ascii"), "base64"
+    event_id = f"deadletter/sha256:{digest[:40]}"
+    data = {
+        "reason": reason,
+        "receivedAt": iso_time(received_at),
+        "size": len(body),
+        "sha256": digest,
+        "bodyEncoding": encoding,
+        "body": text,
+    }
+    event = cloudevent(
+        event_id=event_id,
+        source=INGRESS_SOURCE,
+        type_=WEBHOOK_TYPE_PREFIX + "deadletter",
+        time=iso_time(received_at),
+        data=data,
+    )
+    return Record(
+        topic=topics.deadletter,
+        key=None,
+        value=orjson.dumps(event),
+        event_id=event_id,
+        event="deadletter",
+    )
+
+
+def _parties(
+    doc: dict[str, Any], event_type: str
+) -> tuple[str | None, str | None, str | None, str | None]:
+    """(channel, contact, actor, direction), worked out from JID kinds and ``direction``.
+
+    Agents and assistants (``@agent``/``@ai`` JIDs) are actors, never the channel or contact.
+    A conversation named in ``contextInfo.conversation`` wins; otherwise ``direction`` (or the
+    event's usual flow) says which of ``from``/``to`` is the channel.
+    """
+    raw_direction = doc.get("direction")
+    direction = _DIRECTIONS.get(raw_direction.lower()) if isinstance(raw_direction, str) else None
+    ends = [_jid_of(doc.get("from")), _jid_of(doc.get("to"))]
+    actor = next((j for j in ends if j and not is_channel_jid(j) and jid_kind(j)), None)
+    sender, recipient = (j if is_channel_jid(j) else None for j in ends)
+
+    conversation = _get(doc, "contextInfo", "conversation")
+    channel = _jid_of(_get(conversation, "channel"))
+    contact = _jid_of(_get(conversation, "contact"))
+    if channel and contact and is_channel_jid(channel) and is_channel_jid(contact):
+        return channel, contact, actor, direction or _guess_direction(sender, channel)
+
+    flow = direction or _DEFAULT_DIRECTION.get(event_type, INBOUND)
+    if flow == OUTBOUND:
+        channel, contact = sender, recipient
+    else:
+        contact, channel = sender, recipient
+    if actor and channel is None and contact is None:
+        # e.g. an echo from an agent: the one channel-kind JID present is the contact.
+        contact = sender or recipient
+    return channel, contact, actor, direction or (flow if channel or contact else None)
+
+
+def _guess_direction(sender: str | None, channel: str) -> str | None:
+    if sender is None:
+        return None
+    return OUTBOUND if sender == channel else INBOUND
+
+
+def _contact(doc: dict[str, Any], contact: str | None) -> dict[str, Any] | None:
+    if contact is None:
+        return None
+    out: dict[str, Any] = {"jid": contact}
+    sender = doc.get("from")
+    if isinstance(sender, dict) and sender.get("jid") == contact:
+        for field in ("name", "locale", "picture"):
+            if field in sender:
+                out[field] = sender[field]
+    return out
+
+
+def _message(doc: dict[str, Any]) -> dict[str, Any] | None:
+    message = doc.get("message")
+    if not isinstance(message, dict):
+        return None
+    out = dict(message)  # per-type fields as the platform sends them (webhooks.md table)
+    media = doc.get("media")
+    if isinstance(media, dict):
+        out["media"] = media
+    quoted = _get(doc, "contextInfo", "quotedMessage")
+    if isinstance(quoted, dict):
+        out["quoted"] = quoted
+    return out
+
+
+def _receipt(doc: dict[str, Any]) -> dict[str, Any]:
+    part = _first_dict(doc, "receipt", "message")
+    status = _first(part, doc, "status")
+    return {
+        "receipt": {
+            "messageId": _first(part, doc, "id", "messageId"),
+            "status": status.lower() if isinstance(status, str) else None,
+            "statusRaw": status,
+        }
+    }
+
+
+def _postback(doc: dict[str, Any]) -> dict[str, Any]:
+    part = _first_dict(doc, "postback", "message")
+    return {
+        "postback": {
+            "payload": _first(part, doc, "payload"),
+            "title": _first(part, doc, "title"),
+            "messageId": _first(part, doc, "id", "messageId"),
+        }
+    }
+
+
+def _handover(doc: dict[str, Any]) -> dict[str, Any]:
+    part = _first_dict(doc, "handover", "conversation")
+    assignee = _first(part, doc, "assignee")
+    if isinstance(assignee, dict):
+        assignee = assignee.get("jid") or assignee.get("email")
+    kind = jid_kind(assignee)
+    to = {"ai": "assistant", "agent": "agent"}.get(kind or "", "agent" if assignee else "agents")
+    return {"handover": {"assignee": assignee, "to": to}}
+
+
+def _label(doc: dict[str, Any]) -> dict[str, Any]:
+    labels = _first(_first_dict(doc, "label", "conversation"), doc, "labels")
+    return {"labels": labels if isinstance(labels, list) else None}
+
+
+def _note(doc: dict[str, Any]) -> dict[str, Any]:
+    note = doc.get("note")
+    action = _first(note if isinstance(note, dict) else {}, doc, "action", "event", "status")
+    return {"note": note if isinstance(note, dict) else None, "action": action}
+
+
+def _template_pack(doc: dict[str, Any]) -> dict[str, Any]:
+    pack = _first_dict(doc, "template_pack", "templatePack", "template")
+    templates = _first(pack, doc, "templates")
+    return {"templates": templates if isinstance(templates, list) else ([pack] if pack else None)}
+
+
+_DETAILS = {
+    "receipt": _receipt,
+    "postback": _postback,
+    "handover": _handover,
+    "label": _label,
+    "note": _note,
+    "template_pack": _template_pack,
+}
+
+
+def _natural_key(doc: dict[str, Any], event_type: str) -> str | None:
+    """The de-duplication key webhooks.md names for this event, when the body has one."""
+    if event_type in _MESSAGE_LIKE:
+        return _short(_get(doc, "message", "id"))
+    if event_type == "receipt":
+        receipt = _receipt(doc)["receipt"]
+        message_id, status = _short(receipt["messageId"]), receipt["status"]
+        if message_id and isinstance(status, str):
+            return f"{message_id}/{status[:40]}"
+    if event_type == "note":
+        note = _note(doc)
+        note_id, action = _short(_get(note["note"], "id")), note["action"]
+        if note_id:
+            return f"{note_id}/{action[:40]}" if isinstance(action, str) else note_id
+    return None
+
+
+def _canonical_hash(doc: dict[str, Any]) -> str:
+    """Hash of the body with sorted keys: retries of one delivery hash the same."""
+    return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()[:40]
+
+
+def _key(channel: str | None, contact: str | None) -> bytes | None:
+    if channel and contact:
+        return f"{channel}/{contact}".encode()
+    if channel or contact:
+        return (channel or contact or "").encode()
+    return None
+
+
+def _timestamp(value: object) -> float | None:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    seconds = float(value)
+    if seconds > _MAX_TS:
+        seconds /= 1000.0
+    return seconds if _MIN_TS <= seconds <= _MAX_TS else None
+
+
+def _jid_of(value: object) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("jid")
+    return value if jid_kind(value) else None  # type: ignore[return-value]
+
+
+def _get(value: object, *path: str) -> Any:
+    for name in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(name)
+    return value
+
+
+def _first_dict(doc: dict[str, Any], *names: str) -> dict[str, Any]:
+    for name in names:
+        value = doc.get(name)
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def _first(part: dict[str, Any], doc: dict[str, Any], *names: str) -> Any:
+    for source in (part, doc):
+        for name in names:
+            if name in source and source[name] is not None:
+                return source[name]
+    return None
+
+
+def _short(value: object) -> str | None:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        text = str(value)
+        return text if 0 < len(text) <= _MAX_ID else None
+    return None
+
+
+def _json_kind(value: object) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )

@@ -1,0 +1,176 @@
+"""Webhook ingress: ``POST /webhooks``, from HTTP request to a durable record.
+
+Owns the HTTP side of ingress: authentication (bearer tokens, constant-time), size and time
+limits, duplicate detection, and the answer. Parsing is :mod:`bridge.ingress.normalize`'s job and
+durability is the :class:`~bridge.ingress.store.Durable` store's; this module only decides the
+status: 200 once the record is durable, 401/413/408 for requests it refuses, 503 when nothing could
+take the record (the platform then retries). No unhandled exception ever becomes a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+import structlog
+from aiohttp import web
+
+from bridge.contract.records import Record, Topics
+from bridge.core import auth
+from bridge.core.config import IngressSettings
+from bridge.core.dedup import RecentIds
+from bridge.core.errors import BridgeError
+from bridge.ingress.normalize import normalize
+from bridge.telemetry.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+#: Makes a record durable and says how ("published" or "spooled"); raises BridgeError if not.
+Store = Callable[[Record], Awaitable[str]]
+
+SETTINGS = web.AppKey("settings", IngressSettings)
+TOPICS = web.AppKey("topics", Topics)
+METRICS = web.AppKey("metrics", Metrics)
+RECENT = web.AppKey("recent", RecentIds)
+STORE = web.AppKey[Store]("store")
+#: Event ids being stored right now: a repeat waits for the first instead of storing it twice.
+INFLIGHT = web.AppKey("inflight", dict[str, "asyncio.Future[None]"])
+LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
+
+_RETRY_AFTER = "5"
+
+
+def make_webhook_app(
+    settings: IngressSettings, topics: Topics, metrics: Metrics, store: Store
+) -> web.Application:
+    """The webhook app. ``store`` is where records go (Kafka, or Kafka with the spool)."""
+    # client_max_size makes aiohttp refuse larger bodies (413) even when chunked.
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[TOPICS] = topics
+    app[METRICS] = metrics
+    app[RECENT] = RecentIds(settings.dedup_size, settings.dedup_ttl)
+    app[STORE] = store
+    app[INFLIGHT] = {}
+    app.on_startup.append(_remember_loop)
+    app.router.add_post("/webhooks", handle_webhook)
+    return app
+
+
+async def _remember_loop(app: web.Application) -> None:
+    # Looked up once: asyncio.get_running_loop() costs a getpid() system call on Python 3.11.
+    app[LOOP] = asyncio.get_running_loop()
+
+
+async def handle_webhook(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    app = request.app
+    metrics = app[METRICS]
+    try:
+        response, fields = await _deliver(request)
+    except Exception:
+        # Never a 500: whatever went wrong, the platform must retry rather than give up.
+        log.exception("webhook.crashed")
+        response, fields = _unavailable(), {"outcome": "unavailable"}
+    elapsed = time.perf_counter() - started
+    metrics.child(metrics.webhook_duration, str(response.status)).observe(elapsed)
+    log.info(
+        "webhook",
+        status=response.status,
+        duration_ms=round(elapsed * 1000, 2),
+        remote=request.remote,
+        **fields,
+    )
+    return response
+
+
+async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object]]:
+    app = request.app
+    settings, metrics = app[SETTINGS], app[METRICS]
+    if not settings.auth_disabled and not auth.authorized(
+        request.headers.get("Authorization", ""), settings.webhook_tokens
+    ):
+        metrics.child(metrics.webhook_rejections, "unauthorized").inc()
+        metrics.child(metrics.webhooks, "none", "rejected").inc()
+        return _unauthorized(), {"outcome": "rejected", "reason": "unauthorized"}
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
+    try:
+        if request.content.is_eof():  # the whole body came with the headers: no wait
+            body = await request.read()
+        else:
+            async with asyncio.timeout(settings.read_timeout):
+                body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
+    except TimeoutError:
+        metrics.child(metrics.webhook_rejections, "timeout").inc()
+        metrics.child(metrics.webhooks, "none", "rejected").inc()
+        return _error(408, "request body not received in time"), {
+            "outcome": "rejected",
+            "reason": "timeout",
+        }
+
+    record = normalize(body, app[TOPICS], received_at=time.time())
+    fields: dict[str, object] = {
+        "event_type": record.event,
+        "event_id": record.event_id,
+        "size": len(body),
+    }
+    recent, inflight = app[RECENT], app[INFLIGHT]
+    while (waiting := inflight.get(record.event_id)) is not None:
+        await asyncio.shield(waiting)  # the same event is being stored right now: wait for it
+    if record.event_id in recent:
+        metrics.child(metrics.webhooks, record.event, "duplicate").inc()
+        return _accepted("duplicate", record), {**fields, "outcome": "duplicate"}
+    done = inflight[record.event_id] = app[LOOP].create_future()
+    try:
+        how = await app[STORE](record)
+    except BridgeError as exc:
+        metrics.child(metrics.webhooks, record.event, "unavailable").inc()
+        log.warning("webhook.not_durable", event_id=record.event_id, error=str(exc))
+        return _unavailable(), {**fields, "outcome": "unavailable"}
+    except Exception:
+        # Never a 500: the delivery is not durable, so ask the platform to retry it.
+        metrics.child(metrics.webhooks, record.event, "unavailable").inc()
+        log.exception("webhook.store_crashed", event_id=record.event_id)
+        return _unavailable(), {**fields, "outcome": "unavailable"}
+    finally:
+        del inflight[record.event_id]
+        done.set_result(None)
+    recent.add(record.event_id)
+    metrics.dedup_entries.set(len(recent))
+    outcome = "deadletter" if record.event == "deadletter" and how == "published" else how
+    metrics.child(metrics.webhooks, record.event, outcome).inc()
+    return _accepted(how, record), {**fields, "outcome": outcome, "topic": record.topic}
+
+
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def _accepted(how: str, record: Record) -> web.Response:
+    return _json({"status": how, "id": record.event_id})
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _json({"error": message}, status, headers)
+
+
+def _unauthorized() -> web.Response:
+    return _error(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+def _too_large(metrics: Metrics, settings: IngressSettings) -> web.Response:
+    metrics.child(metrics.webhook_rejections, "too_large").inc()
+    metrics.child(metrics.webhooks, "none", "rejected").inc()
+    return _error(413, f"body larger than {settings.max_body_bytes} bytes")
+
+
+def _unavailable() -> web.Response:
+    return _error(503, "not durable yet, retry later", {"Retry-After": _RETRY_AFTER})

@@ -1,0 +1,170 @@
+"""Every Prometheus metric the bridge exports, defined in one place on an injected registry.
+
+Names are ``spotler_bridge_*``; counters end in ``_total``, durations are ``_seconds``
+histograms. Labels are low-cardinality only (event type, outcome, endpoint, status, code),
+never ids or JIDs. The dashboard and alerts in ``deploy/`` use exactly these names, and a test
+checks that each name they use is exported.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bridge.contract.records import EVENT_TYPES
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+class Metrics:
+    """The metric objects, registered on ``registry`` (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        p = "spotler_bridge_"
+
+        # ingress
+        self.webhooks = Counter(
+            p + "webhooks",
+            "Webhook deliveries by event type and outcome "
+            "(published, spooled, duplicate, deadletter, rejected, unavailable).",
+            ["event", "outcome"],
+            registry=r,
+        )
+        self.webhook_rejections = Counter(
+            p + "webhook_rejections",
+            "Webhook requests refused before reading the event, by reason "
+            "(unauthorized, too_large, bad_request, timeout).",
+            ["reason"],
+            registry=r,
+        )
+        self.webhook_duration = Histogram(
+            p + "webhook_request_duration_seconds",
+            "Time from receiving a webhook request to answering it, by HTTP status.",
+            ["status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.publish_duration = Histogram(
+            p + "publish_duration_seconds",
+            "Time for Kafka to acknowledge a record (acks=all), by outcome (ok, error, timeout).",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.dedup_entries = Gauge(
+            p + "dedup_entries", "Event ids remembered for duplicate detection.", registry=r
+        )
+
+        # spool
+        self.spool_records = Gauge(
+            p + "spool_records", "Records in the spool waiting for Kafka.", registry=r
+        )
+        self.spool_bytes = Gauge(p + "spool_bytes", "Bytes on disk in the spool.", registry=r)
+        self.spool_oldest_age = Gauge(
+            p + "spool_oldest_age_seconds",
+            "Age of the oldest record still in the spool (0 when empty).",
+            registry=r,
+        )
+        self.spool_spooled = Counter(
+            p + "spool_spooled", "Records written to the spool.", registry=r
+        )
+        self.spool_drained = Counter(
+            p + "spool_drained", "Spooled records acknowledged by Kafka.", registry=r
+        )
+        self.spool_corruptions = Counter(
+            p + "spool_corruptions",
+            "Torn or corrupt spool tails cut off at start-up.",
+            registry=r,
+        )
+
+        # egress
+        self.commands = Counter(
+            p + "commands",
+            "Commands by type and outcome (succeeded, failed, deadletter, expired, duplicate).",
+            ["command", "outcome"],
+            registry=r,
+        )
+        self.command_duration = Histogram(
+            p + "command_duration_seconds",
+            "Time from taking a command off Kafka to publishing its result.",
+            ["command"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.api_requests = Counter(
+            p + "api_requests",
+            "Calls to the Spotler API by endpoint, HTTP status (0: no response) and platform code.",
+            ["endpoint", "status", "code"],
+            registry=r,
+        )
+        self.api_duration = Histogram(
+            p + "api_request_duration_seconds",
+            "Spotler API call latency by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            p + "command_retries", "Retried API calls by command type.", ["command"], registry=r
+        )
+        self.circuit_state = Gauge(
+            p + "circuit_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            p + "consumer_lag",
+            "Commands not yet consumed, per topic and partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.commands_in_flight = Gauge(
+            p + "commands_in_flight", "Commands taken off Kafka and not yet finished.", registry=r
+        )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._zero_known_series()
+
+    def child(self, metric: M, *labels: str) -> M:
+        """``metric.labels(*labels)``, looked up once: labels() validates and locks each call,
+        a measurable cost at thousands of webhooks a second."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def _zero_known_series(self) -> None:
+        """Export the known label sets at 0 from the start, so rate() and increase() see the
+        first event (a series that appears with value 1 is invisible to them)."""
+        for event in (*EVENT_TYPES, "unknown", "deadletter"):
+            for outcome in ("published", "spooled", "duplicate", "unavailable"):
+                self.webhooks.labels(event, outcome)
+        self.webhooks.labels("deadletter", "deadletter")
+        self.webhooks.labels("none", "rejected")
+        for reason in ("unauthorized", "too_large", "timeout"):
+            self.webhook_rejections.labels(reason)
+        for command in ("send-message", "update-conversation"):
+            for outcome in ("succeeded", "failed", "deadletter", "expired", "duplicate"):
+                self.commands.labels(command, outcome)
+            self.retries.labels(command)

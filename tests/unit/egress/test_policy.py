@@ -1,0 +1,112 @@
+"""Pure egress policy: backoff, token buckets, the circuit breaker, commit points, API errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from bridge.api.client import parse_retry_after
+from bridge.core.errors import ApiError
+from bridge.egress.offsets import OffsetTracker
+from bridge.egress.policy import CircuitBreaker, CircuitState, TokenBucket, backoff
+
+
+def test_backoff_is_full_jitter_and_capped() -> None:
+    assert backoff(1, 0.5, 30, rand=lambda: 1.0) == 0.5
+    assert backoff(3, 0.5, 30, rand=lambda: 1.0) == 2.0
+    assert backoff(50, 0.5, 30, rand=lambda: 1.0) == 30
+    assert backoff(4, 0.5, 30, rand=lambda: 0.0) == 0.0
+    samples = {round(backoff(5, 0.5, 30), 3) for _ in range(50)}
+    assert len(samples) > 10  # jittered
+    assert all(0 <= s <= 8 for s in samples)
+
+
+def test_token_bucket_limits_the_rate() -> None:
+    bucket = TokenBucket(rate=10, burst=2)
+    waits = [bucket.delay() for _ in range(5)]
+    assert waits[:2] == [0.0, 0.0]
+    assert waits[2] == pytest.approx(0.1, abs=0.02)
+    assert waits[4] == pytest.approx(0.3, abs=0.02)
+    assert TokenBucket(rate=0).delay() == 0.0
+
+
+async def test_circuit_opens_probes_and_closes() -> None:
+    states: list[CircuitState] = []
+    breaker = CircuitBreaker(threshold=3, open_seconds=0.2, on_change=states.append)
+    for _ in range(3):
+        await breaker.allow()
+        breaker.failure()
+    assert breaker.state is CircuitState.OPEN
+    started = time.monotonic()
+    await breaker.allow()  # waits for the probe slot
+    assert time.monotonic() - started >= 0.15
+    assert states[-1] is CircuitState.HALF_OPEN
+    second = asyncio.create_task(breaker.allow())  # a second caller waits for the probe
+    await asyncio.sleep(0.05)
+    assert not second.done()
+    breaker.success()
+    await asyncio.wait_for(second, 1)
+    assert states == [CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.CLOSED]
+
+
+async def test_failed_probe_opens_again() -> None:
+    breaker = CircuitBreaker(threshold=1, open_seconds=0.05)
+    breaker.failure()
+    await breaker.allow()
+    breaker.failure()
+    assert breaker.state is CircuitState.OPEN
+
+
+def test_successes_reset_the_failure_count() -> None:
+    breaker = CircuitBreaker(threshold=3, open_seconds=1)
+    for _ in range(5):
+        breaker.failure()
+        breaker.failure()
+        breaker.success()
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_commit_point_never_skips_an_unfinished_record() -> None:
+    tracker = OffsetTracker()
+    for offset in (10, 11, 12, 13):
+        tracker.add(offset)
+    tracker.finish(12)
+    assert tracker.commit_point() is None  # 10 still runs
+    tracker.finish(10)
+    assert tracker.commit_point() == 11
+    tracker.finish(11)
+    assert tracker.commit_point() == 13
+    tracker.finish(13)
+    assert tracker.commit_point() == 14
+    assert tracker.pending == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "network", "retriable"),
+    [
+        (503, 1003, False, True),
+        (502, 1012, False, True),
+        (500, 1004, False, True),
+        (429, None, False, True),
+        (0, None, True, True),
+        (400, 1003, False, True),
+        (400, 1005, False, False),
+        (401, 1001, False, False),
+        (403, 1002, False, False),
+        (404, 1009, False, False),
+        (400, 1015, False, False),
+        (409, 1014, False, False),
+    ],
+)
+def test_which_errors_retry(status: int, code: int | None, network: bool, retriable: bool) -> None:
+    assert ApiError(status, code, "x", network=network).retriable is retriable
+
+
+def test_retry_after_forms() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412475.0) == 5.0
