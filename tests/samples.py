@@ -11,7 +11,7 @@ CHANNEL = "31612345678@whatsapp.eazy.im"
 CONTACT = "31611111111@whatsapp.eazy.im"
 AGENT = "615b4043-5126-4af8-9128-2321fceb7358@agent.eazy.im"
 
-#: The real Apple Messages delivery quoted in spotler/webhooks.md, byte for byte in content.
+#: The real Apple Messages delivery quoted in docs/platform.md, byte for byte in content.
 CONFIRMED_MESSAGE: dict[str, Any] = {
     "contextInfo": {"conversation": {}, "metadata": {}, "originator": None},
     "direction": "received",

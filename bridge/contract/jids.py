@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import re
 
-DOMAIN_SUFFIX = ".eazy.im"
-
-#: Kinds of JID that are not a messaging channel or contact (spotler/webhooks.md, "JIDs").
+#: Kinds of JID that are not a messaging channel or contact (docs/platform.md, "JIDs").
 NON_CHANNEL_KINDS = frozenset({"agent", "ai", "team", "label", "list"})
 #: Channel kinds whose ids are phone numbers without '+'.
 PHONE_KINDS = frozenset({"whatsapp", "sms"})

@@ -1,11 +1,12 @@
 """The Kafka contract: topic names, the record type, and CloudEvents envelopes.
 
-Pure core: what a record on each topic looks like (DESIGN.md, "Topics" and "Event records"),
+Pure core: what a record on each topic looks like (README.md, "Topics and records"),
 independent of how it is published. Imports no I/O library.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import functools
 from dataclasses import dataclass
@@ -80,13 +81,17 @@ class Topics:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One Kafka record, ready to publish. ``event`` is the low-cardinality label for metrics."""
+    """One Kafka record, ready to publish.
+
+    ``label`` names the record in metrics (the event type, ``deadletter``, or the command kind):
+    a small, known set of values, unlike ``event_id``.
+    """
 
     topic: str
     key: bytes | None
     value: bytes
     event_id: str
-    event: str
+    label: str
     headers: tuple[tuple[str, bytes], ...] = RECORD_HEADERS
 
 
@@ -127,3 +132,15 @@ def cloudevent(
     event["datacontenttype"] = "application/json"
     event["data"] = data
     return event
+
+
+def text_or_base64(body: bytes) -> tuple[str, str]:
+    """Raw bytes for a JSON field: ``(text, "utf-8")`` when they decode, else base64.
+
+    Dead-letter records carry the bytes this way (``body`` and ``bodyEncoding``), so that
+    nothing is lost and the record stays valid JSON.
+    """
+    try:
+        return body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), "base64"

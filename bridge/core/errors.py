@@ -8,9 +8,11 @@
     │   └── PublishTimeout         yes         publisher (no acknowledgement in time)
     ├── SpoolError                 no          spool (full or unwritable: answer 503)
     ├── InvalidCommand             no          validation (shape, JIDs, message, fields)
-    └── ApiError                   depends     api_client (HTTP status and platform code)
+    └── ApiError                   depends     api client (HTTP status and platform code)
 
-Callers branch on :attr:`BridgeError.retriable`, never on the concrete class of a library error.
+Third-party errors (aiokafka, aiohttp) never travel past the adapter that met them. Retry
+decisions read :attr:`BridgeError.retriable`; callers still catch a bridge class where the
+handling differs by kind (e.g. the spool takes a record on :class:`PublishError`).
 This module imports nothing outside the standard library.
 """
 
@@ -56,7 +58,7 @@ class InvalidCommand(BridgeError):
         super().__init__(reason)
 
 
-# Platform error codes (api-v3-reference "Error codes") that can succeed when tried again.
+# Platform error codes (docs/platform.md, "The API") that can succeed when tried again.
 RETRIABLE_CODES = frozenset({1003, 1004, 1012})
 
 

@@ -5,12 +5,12 @@ Pure core. A command is a JSON object (or a CloudEvent whose ``data`` is one) on
 everything that can be checked before calling the platform (shape, id, JIDs, the message or
 the changes, via :mod:`bridge.egress.validation`) and raises
 :class:`~bridge.core.errors.InvalidCommand`
-naming the first problem. Every command ends in exactly one result record (DESIGN.md).
+naming the first problem. Every command ends in exactly one result record (README.md,
+"Delivery guarantees").
 """
 
 from __future__ import annotations
 
-import base64
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,6 +26,7 @@ from bridge.contract.records import (
     Topics,
     cloudevent,
     iso_time,
+    text_or_base64,
 )
 from bridge.core.errors import ApiError, InvalidCommand
 from bridge.egress.validation import conversation_changes_problems, send_body_problems
@@ -173,17 +174,14 @@ def result_record(
         key=key,
         value=orjson.dumps(event),
         event_id=f"result/{command_id}",
-        event=kind,
+        label=kind,
     )
 
 
 def deadletter_record(topics: Topics, raw: bytes | None, position: Position, reason: str) -> Record:
     """The command as it was consumed (bytes intact), with where it came from and why it failed."""
     body = raw or b""
-    try:
-        text, encoding = body.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(body).decode("ascii"), "base64"
+    text, encoding = text_or_base64(body)
     data = {
         "reason": reason,
         "source": {
@@ -208,5 +206,5 @@ def deadletter_record(topics: Topics, raw: bytes | None, position: Position, rea
         key=position.key,
         value=orjson.dumps(event),
         event_id=event_id,
-        event="deadletter",
+        label="deadletter",
     )

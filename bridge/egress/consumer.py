@@ -44,7 +44,7 @@ from bridge.telemetry.metrics import Metrics
 log = structlog.get_logger(__name__)
 
 
-class Egress:
+class CommandConsumer:
     """Consumes command topics and runs each command against the platform."""
 
     def __init__(
@@ -260,7 +260,7 @@ class Egress:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, egress: Egress) -> None:
+    def __init__(self, egress: CommandConsumer) -> None:
         self._egress = egress
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:

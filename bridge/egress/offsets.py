@@ -29,7 +29,11 @@ class OffsetTracker:
             entry[1] = 1
 
     def commit_point(self) -> int | None:
-        """The offset to commit (next to consume), if it moved past ``committed``."""
+        """The offset to commit (next to consume) if records finished since the last call.
+
+        It pops the finished run from the front, so each offset is returned once; the consumer
+        records what it committed in ``committed`` (this method does not read it).
+        """
         point = None
         while self._entries and self._entries[0][1]:
             point = self._entries.popleft()[0] + 1

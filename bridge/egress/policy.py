@@ -1,8 +1,7 @@
 """Delivery policy for egress: retry backoff, rate limits and the circuit breaker.
 
-Decides *when* an API call may happen; knows nothing of Kafka or HTTP. Backoff is exponential
-with full jitter (a random delay between 0 and ``base * 2**attempt``, capped), so that many
-commands failing together do not retry together. The rate limiter is a token bucket per
+Decides *when* an API call may happen; knows nothing of Kafka or HTTP. (The retry delays come
+from :mod:`bridge.core.backoff`, with full jitter.) The rate limiter is a token bucket per
 channel under a global one. The breaker opens after ``threshold`` consecutive retriable
 failures, lets one probe through after ``open_seconds``, and closes when a probe succeeds.
 """
@@ -11,17 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import random
 import time
 from collections.abc import Callable
-
-
-def backoff(
-    attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random
-) -> float:
-    """Full-jitter delay before retry number ``attempt`` (1 = the first retry)."""
-    ceiling: float = min(cap, base * (2.0 ** min(attempt - 1, 30)))
-    return ceiling * rand()
 
 
 class TokenBucket:

@@ -1,4 +1,4 @@
-"""Egress delivery policy: one command, from parsed (or invalid) to its one result record.
+"""Egress command runner: one command, from parsed (or invalid) to its one result record.
 
 Decides what happens to a command once it is its turn: invalid ones are dead-lettered with a
 failed result; repeats of a command this process completed are skipped; expired ones fail;
@@ -19,12 +19,13 @@ import structlog
 
 from bridge.api.client import SpotlerClient
 from bridge.contract.records import Record, Topics
+from bridge.core.backoff import Backoff, full_jitter
 from bridge.core.config import EgressSettings
 from bridge.core.dedup import RecentIds
 from bridge.core.errors import ApiError, InvalidCommand, PublishError
 from bridge.egress import commands
 from bridge.egress.commands import Command, Kind, Position
-from bridge.egress.policy import CircuitBreaker, CircuitState, RateLimiter, backoff
+from bridge.egress.policy import CircuitBreaker, CircuitState, RateLimiter
 from bridge.kafka.producer import Publisher
 from bridge.telemetry.metrics import Metrics
 
@@ -136,7 +137,7 @@ class CommandRunner:
                     return attempt, None, exc
                 delay = exc.retry_after
                 if delay is None:
-                    delay = backoff(attempt, self._s.backoff_base, self._s.backoff_max)
+                    delay = full_jitter(attempt, self._s.backoff_base, self._s.backoff_max)
                 if time.monotonic() + delay > deadline:
                     return attempt, None, exc
                 self._metrics.retries.labels(command.kind).inc()
@@ -177,18 +178,17 @@ class CommandRunner:
 
     async def _publish(self, record: Record) -> None:
         """Publish until Kafka acknowledges; during shutdown give up after a few tries."""
-        delay, tries = 0.2, 0
+        retry = Backoff(0.2, 5.0)
         while True:
             try:
                 await self._publisher.publish(record, timeout=10.0)
                 return
             except PublishError as exc:
-                tries += 1
-                if self._stop.is_set() and tries >= 3:
+                delay = retry.next()
+                if self._stop.is_set() and retry.failures >= 3:
                     raise Aborted from exc
                 log.warning("egress.publish_failed", topic=record.topic, error=str(exc))
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def fail(self, position: Position, kind: Kind, raw: bytes | None, reason: str) -> None:
         """Publish a failed result for a command that could not be run (e.g. a bug)."""

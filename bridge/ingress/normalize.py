@@ -3,14 +3,13 @@
 Pure and total: :func:`normalize` never raises, whatever the bytes. A JSON object with a
 string ``type`` becomes a CloudEvent on its event topic (``unknown`` for types we do not know);
 anything else becomes a dead-letter record that keeps the raw bytes intact. The confirmed
-``message`` body (spotler/webhooks.md) is handled field by field; the other events are
+``message`` body (docs/platform.md) is handled field by field; the other events are
 inferred, so every field is looked up defensively and the verbatim ``payload`` is always kept.
-When a question in webhooks.md gets an answer, the change belongs here and nowhere else.
+When a question in docs/platform.md gets an answer, the change belongs here and nowhere else.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from typing import Any
 
@@ -25,6 +24,7 @@ from bridge.contract.records import (
     Topics,
     cloudevent,
     iso_time,
+    text_or_base64,
 )
 
 INBOUND = "inbound"
@@ -108,17 +108,14 @@ def _event_record(
         key=_key(channel, contact),
         value=orjson.dumps(event),
         event_id=event_id,
-        event=label,
+        label=label,
     )
 
 
 def deadletter(body: bytes, topics: Topics, reason: str, received_at: float) -> Record:
     """A dead-letter record: the raw bytes intact (UTF-8 text, else base64) and the reason."""
     digest = hashlib.sha256(body).hexdigest()
-    try:
-        text, encoding = body.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(body).decode("ascii"), "base64"
+    text, encoding = text_or_base64(body)
     event_id = f"deadletter/sha256:{digest[:40]}"
     data = {
         "reason": reason,
@@ -140,7 +137,7 @@ def deadletter(body: bytes, topics: Topics, reason: str, received_at: float) -> 
         key=None,
         value=orjson.dumps(event),
         event_id=event_id,
-        event="deadletter",
+        label="deadletter",
     )
 
 
@@ -198,7 +195,7 @@ def _message(doc: dict[str, Any]) -> dict[str, Any] | None:
     message = doc.get("message")
     if not isinstance(message, dict):
         return None
-    out = dict(message)  # per-type fields as the platform sends them (webhooks.md table)
+    out = dict(message)  # per-type fields as the platform sends them (docs/platform.md)
     media = doc.get("media")
     if isinstance(media, dict):
         out["media"] = media
@@ -269,7 +266,7 @@ _DETAILS = {
 
 
 def _natural_key(doc: dict[str, Any], event_type: str) -> str | None:
-    """The de-duplication key webhooks.md names for this event, when the body has one."""
+    """The de-duplication key docs/platform.md names for this event, when the body has one."""
     if event_type in _MESSAGE_LIKE:
         return _short(_get(doc, "message", "id"))
     if event_type == "receipt":

@@ -31,6 +31,7 @@ from pathlib import Path
 import structlog
 
 from bridge.contract.records import Record
+from bridge.core.backoff import Backoff
 from bridge.core.config import SpoolSettings
 from bridge.core.errors import PublishError, SpoolError
 from bridge.kafka.producer import Publisher
@@ -51,7 +52,7 @@ def encode(record: Record, spooled_at: float) -> bytes:
         _field(record.topic.encode()),
         _field(record.key) if record.key is not None else struct.pack(">i", -1),
         _field(record.event_id.encode()),
-        _field(record.event.encode()),
+        _field(record.label.encode()),
         struct.pack(">H", len(record.headers)),
         *(_field(k.encode()) + _field(v) for k, v in record.headers),
         _field(record.value),
@@ -80,7 +81,7 @@ def decode(payload: bytes) -> tuple[Record, float]:
         key=key,
         value=value or b"",
         event_id=(event_id or b"").decode(),
-        event=(event or b"").decode(),
+        label=(event or b"").decode(),
         headers=tuple(headers),
     )
     return record, spooled_at
@@ -330,7 +331,7 @@ class Spool:
         self, publisher: Publisher, *, batch: int = 500, timeout: float = 10.0
     ) -> None:
         """Publish spooled records to Kafka in order, for as long as the process lives."""
-        delay = 0.2
+        retry = Backoff(0.2, 10.0)
         while True:
             segment = next((s for s in self._segments if s.drained < s.size), None)
             if segment is None or not publisher.connected:
@@ -348,11 +349,11 @@ class Spool:
                         *(publisher.publish(r, timeout=timeout) for _, r, _ in chunk)
                     )
                 except PublishError as exc:
+                    delay = retry.next()
                     log.warning("spool.drain_failed", error=str(exc), retry_in=round(delay, 1))
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
                     continue
-                delay = 0.2
+                retry.reset()
             segment.drained = upto
             _write_mark(segment.mark, segment.drained)
             self.pending -= len(chunk)

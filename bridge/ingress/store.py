@@ -1,4 +1,4 @@
-"""Delivery policy for ingress: make a record durable, in Kafka or in the spool.
+"""Ingress durability: make a record durable, in Kafka or in the spool, before the 200.
 
 :class:`Durable` is the ``Store`` the webhook app calls. While the spool is empty it publishes
 to Kafka and waits for the acknowledgement within ``publish_timeout``; when Kafka does not
@@ -26,32 +26,30 @@ log = structlog.get_logger(__name__)
 class Durable:
     """Publish, or spool when Kafka cannot take the record in time."""
 
-    def __init__(
-        self, publisher: Publisher, spool: Spool | None, *, publish_timeout: float
-    ) -> None:
+    def __init__(self, publisher: Publisher, spool: Spool, *, publish_timeout: float) -> None:
         self._publisher = publisher
         self._spool = spool
         self._timeout = publish_timeout
 
     @property
     def ready(self) -> bool:
-        """Ready once Kafka was reached; then for as long as Kafka or the spool takes records.
+        """Ready once Kafka was reached at least once, while the spool can take records.
 
-        Not ready before the first connection: a fresh pod would only fill its spool.
+        Not ready before the first connection: a fresh pod would only fill its spool. Once
+        connected, a Kafka outage alone does not make ingress unready (the spool takes the
+        records); a spool that cannot take records (full, or its disk failing) does.
         """
         if not self._publisher.connected:
             return False
-        return self._spool is None or self._spool.empty or self._spool.writable
+        return self._spool.empty or self._spool.writable
 
     async def __call__(self, record: Record) -> str:
         spool = self._spool
-        if spool is None or (spool.empty and self._publisher.connected):
+        if spool.empty and self._publisher.connected:
             try:
                 await self._publisher.publish(record, timeout=self._timeout)
                 return "published"
             except PublishError as exc:
-                if spool is None:
-                    raise
                 log.debug("ingress.spooling", reason=str(exc))
         await spool.append(record)
         return "spooled"

@@ -116,7 +116,7 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
 
     record = normalize(body, app[TOPICS], received_at=time.time())
     fields: dict[str, object] = {
-        "event_type": record.event,
+        "event_type": record.label,
         "event_id": record.event_id,
         "size": len(body),
     }
@@ -124,18 +124,18 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
     while (waiting := inflight.get(record.event_id)) is not None:
         await asyncio.shield(waiting)  # the same event is being stored right now: wait for it
     if record.event_id in recent:
-        metrics.child(metrics.webhooks, record.event, "duplicate").inc()
+        metrics.child(metrics.webhooks, record.label, "duplicate").inc()
         return _accepted("duplicate", record), {**fields, "outcome": "duplicate"}
     done = inflight[record.event_id] = app[LOOP].create_future()
     try:
         how = await app[STORE](record)
     except BridgeError as exc:
-        metrics.child(metrics.webhooks, record.event, "unavailable").inc()
+        metrics.child(metrics.webhooks, record.label, "unavailable").inc()
         log.warning("webhook.not_durable", event_id=record.event_id, error=str(exc))
         return _unavailable(), {**fields, "outcome": "unavailable"}
     except Exception:
         # Never a 500: the delivery is not durable, so ask the platform to retry it.
-        metrics.child(metrics.webhooks, record.event, "unavailable").inc()
+        metrics.child(metrics.webhooks, record.label, "unavailable").inc()
         log.exception("webhook.store_crashed", event_id=record.event_id)
         return _unavailable(), {**fields, "outcome": "unavailable"}
     finally:
@@ -143,8 +143,8 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
         done.set_result(None)
     recent.add(record.event_id)
     metrics.dedup_entries.set(len(recent))
-    outcome = "deadletter" if record.event == "deadletter" and how == "published" else how
-    metrics.child(metrics.webhooks, record.event, outcome).inc()
+    outcome = "deadletter" if record.label == "deadletter" and how == "published" else how
+    metrics.child(metrics.webhooks, record.label, outcome).inc()
     return _accepted(how, record), {**fields, "outcome": outcome, "topic": record.topic}
 
 

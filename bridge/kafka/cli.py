@@ -2,7 +2,7 @@
 
 ``tail`` prints records one JSON line each, reading without a consumer group (nothing is
 committed, nobody else's offsets move). ``produce`` puts JSON lines from standard input on a
-topic, keyed ``<channelJid>/<contactJid>`` as DESIGN.md asks of command producers.
+topic, keyed ``<channelJid>/<contactJid>`` as the README asks of command producers.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 
 from bridge.contract.records import Record
+from bridge.core.backoff import Backoff
 from bridge.core.config import KafkaSettings
 from bridge.core.errors import PublishError, PublishTimeout
 from bridge.telemetry.metrics import Metrics
@@ -32,7 +33,13 @@ class Publisher(Protocol):
     """Where ingress and egress put records. ``publish`` returns once Kafka acknowledged."""
 
     @property
-    def connected(self) -> bool: ...
+    def connected(self) -> bool:
+        """True from the first successful start until close.
+
+        A broker lost later does not clear it: aiokafka reconnects by itself, and a publish
+        then fails or times out (:class:`~bridge.core.errors.PublishError`) while Kafka is away.
+        """
+        ...
 
     async def publish(self, record: Record, *, timeout: float) -> None: ...
 
@@ -60,16 +67,16 @@ async def start_with_retry(make: Callable[[], T], what: str, retry_max: float = 
 
     A client whose start failed is stopped before the next try (it holds connections).
     """
-    delay = 0.2
+    retry = Backoff(0.2, retry_max)
     while True:
         client: Any = make()
         try:
             await client.start()
         except (KafkaError, OSError) as exc:
             await client.stop()
+            delay = retry.next()
             log.warning(f"{what}.connect_failed", error=str(exc), retry_in=round(delay, 1))
             await asyncio.sleep(delay)
-            delay = min(delay * 2, retry_max)
             continue
         except BaseException:
             await client.stop()

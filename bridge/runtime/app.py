@@ -26,7 +26,7 @@ from aiohttp import web
 from bridge.api.client import SpotlerClient
 from bridge.contract.records import Topics
 from bridge.core.config import Role, Settings
-from bridge.egress.consumer import Egress
+from bridge.egress.consumer import CommandConsumer
 from bridge.ingress.spool import Spool
 from bridge.ingress.store import Durable
 from bridge.ingress.webhook import make_webhook_app
@@ -121,7 +121,7 @@ def _egress_ctx(
     @contextlib.asynccontextmanager
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         api = SpotlerClient(settings.api, metrics, max_connections=settings.egress.concurrency)
-        egress = Egress(settings, metrics, publisher, api)
+        egress = CommandConsumer(settings, metrics, publisher, api)
         task = asyncio.create_task(egress.run(), name="egress")
         health.tasks["egress"] = task
         health.checks["egress"] = lambda: egress.ready

@@ -1,4 +1,4 @@
-"""Webhook bodies the simulator emits, shaped like the platform's (spotler/webhooks.md).
+"""Webhook bodies the simulator emits, shaped like the platform's (docs/platform.md).
 
 Owns the shapes only: ``message`` follows the confirmed real delivery; ``receipt``,
 ``handover`` and ``label`` are inferred shapes on the same envelope (``type``, ``version`` 2,

@@ -54,7 +54,7 @@ class Metrics:
         self.webhook_rejections = Counter(
             p + "webhook_rejections",
             "Webhook requests refused before reading the event, by reason "
-            "(unauthorized, too_large, bad_request, timeout).",
+            "(unauthorized, too_large, timeout).",
             ["reason"],
             registry=r,
         )
@@ -94,7 +94,8 @@ class Metrics:
         )
         self.spool_corruptions = Counter(
             p + "spool_corruptions",
-            "Torn or corrupt spool tails cut off at start-up.",
+            "Spool frames lost to damage: torn tails cut at start-up, damaged frames skipped by "
+            "resync, and frames that pass their checksum but do not decode.",
             registry=r,
         )
 
@@ -135,7 +136,8 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             p + "consumer_lag",
-            "Commands not yet consumed, per topic and partition.",
+            "Command records not yet committed: the partition's high-water mark minus the "
+            "committed offset, per topic and partition.",
             ["topic", "partition"],
             registry=r,
         )

@@ -62,7 +62,7 @@ header_names = st.from_regex(r"\A[A-Za-z][A-Za-z0-9-]{0,20}\Z", fullmatch=True).
     )
 )
 header_values = st.from_regex(r"\A[ -~]{0,80}\Z", fullmatch=True)
-# Each Authorization header with the answer DESIGN.md gives it (ingress step 1): a bearer token
+# Each Authorization header with the answer the design gives it (ingress step 1): a bearer token
 # from BRIDGE_WEBHOOK_TOKENS passes; the scheme is case-insensitive (RFC 7235, section 2.1).
 AUTH_CASES = {
     f"Bearer {TOKEN}": True,

@@ -185,7 +185,7 @@ async def post(url: str, body: bytes, token: str | None = "tok") -> tuple[int, A
 async def produce(
     bootstrap: str, topic: str, values: Iterable[Any], *, timestamp_ms: int | None = None
 ) -> None:
-    """Put JSON values (or raw bytes) on ``topic``, keyed by conversation as DESIGN.md asks."""
+    """Put JSON values (or raw bytes) on ``topic``, keyed by conversation as the README asks."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)

@@ -1,4 +1,4 @@
-"""The bearer-token check (DESIGN.md, Ingress step 1), with headers a hostile sender might send."""
+"""The bearer-token check (the design's ingress step 1), with headers a hostile sender sends."""
 
 from __future__ import annotations
 

@@ -8,9 +8,11 @@ import time
 import pytest
 
 from bridge.api.client import parse_retry_after
+from bridge.core.backoff import Backoff
+from bridge.core.backoff import full_jitter as backoff
 from bridge.core.errors import ApiError
 from bridge.egress.offsets import OffsetTracker
-from bridge.egress.policy import CircuitBreaker, CircuitState, TokenBucket, backoff
+from bridge.egress.policy import CircuitBreaker, CircuitState, TokenBucket
 
 
 def test_backoff_is_full_jitter_and_capped() -> None:
@@ -21,6 +23,14 @@ def test_backoff_is_full_jitter_and_capped() -> None:
     samples = {round(backoff(5, 0.5, 30), 3) for _ in range(50)}
     assert len(samples) > 10  # jittered
     assert all(0 <= s <= 8 for s in samples)
+
+
+def test_backoff_doubles_from_base_to_cap_and_resets() -> None:
+    retry = Backoff(0.2, 1.0)
+    assert [retry.next() for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
+    assert retry.failures == 5
+    retry.reset()
+    assert retry.next() == 0.2
 
 
 def test_token_bucket_limits_the_rate() -> None:

@@ -26,7 +26,7 @@ def record(n: int, size: int = 100) -> Record:
         key=f"c/{n % 7}".encode(),
         value=b"%06d" % n + b"x" * size,
         event_id=f"message/{n}",
-        event="message",
+        label="message",
     )
 
 
@@ -69,7 +69,7 @@ def test_frame_round_trip() -> None:
         key=None,
         value=b"\x00\xff" * 10,
         event_id="x/1",
-        event="x",
+        label="x",
         headers=(("content-type", b"application/cloudevents+json"),),
     )
     frames, valid, corruptions = scan(encode(original, 123.5))
