@@ -27,7 +27,7 @@ def run(body: dict[str, Any] | bytes) -> tuple[Record, dict[str, Any]]:
 
 
 def test_confirmed_message_body(event_schema) -> None:
-    """The real Apple delivery (docs/platform.md) becomes exactly the record the README describes."""
+    """The real Apple delivery (docs/platform.md) becomes the record the README describes."""
     raw = orjson.dumps(samples.CONFIRMED_MESSAGE, option=orjson.OPT_INDENT_2)
     record, event = run(raw)
     channel = "7dd751fa-1ed7-4382-9ce0-0e0baf01d9c7@apple.eazy.im"
