@@ -5,7 +5,8 @@
     BridgeError                    retriable?  raised by
     ├── ConfigError                no          config (bad or missing BRIDGE_* variables)
     ├── PublishError               yes         publisher (Kafka did not acknowledge)
-    │   └── PublishTimeout         yes         publisher (no acknowledgement in time)
+    │   ├── PublishTimeout         yes         publisher (no acknowledgement in time)
+    │   └── RecordRejected         no          publisher (too large, invalid, not authorized)
     ├── SpoolError                 no          spool (full or unwritable: answer 503)
     ├── InvalidCommand             no          validation (shape, JIDs, message, fields)
     └── ApiError                   depends     api client (HTTP status and platform code)
@@ -44,6 +45,15 @@ class PublishError(BridgeError):
 
 class PublishTimeout(PublishError):
     """Kafka did not acknowledge a record within the configured time."""
+
+
+class RecordRejected(PublishError):
+    """Kafka refused this record for good (too large, invalid, not authorized).
+
+    Sending the same record again cannot succeed: it is dead-lettered, never retried or spooled.
+    """
+
+    retriable = False
 
 
 class SpoolError(BridgeError):
