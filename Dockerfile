@@ -5,9 +5,9 @@
 #   docker build -t spotler-bridge:dev .
 #   docker run --rm -p 8080:8080 -p 9090:9090 -e BRIDGE_WEBHOOK_TOKENS=... spotler-bridge:dev ingress
 #
-# Stage 1 (builder) resolves the runtime dependencies into /opt/venv in a layer of their own,
-# keyed only on pyproject.toml, then installs the package on top. Stage 2 (runtime) copies the
-# venv alone: no pip cache, no build tools, no sources, no tests.
+# Stage 1 (builder) installs the locked runtime dependencies into /opt/venv in a layer of their
+# own, keyed only on requirements/runtime.lock, then installs the package on top. Stage 2
+# (runtime) copies the venv alone: no pip cache, no build tools, no sources, no tests.
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
@@ -24,15 +24,13 @@ RUN python -m venv /opt/venv
 
 WORKDIR /src
 
-# Dependencies first: this layer is rebuilt only when pyproject.toml changes. The list is read
-# from [project].dependencies (markers included) so it cannot drift from the package metadata.
-COPY pyproject.toml ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > /tmp/requirements.txt \
-    && pip install --requirement /tmp/requirements.txt
+# Dependencies first: this layer is rebuilt only when the lock file changes. The lock pins every
+# runtime dependency with its hashes (`make lock` writes it from pyproject.toml).
+COPY requirements/runtime.lock ./
+RUN pip install --require-hashes --requirement runtime.lock
 
 # Then the package itself (dependencies are already there; --no-deps keeps this layer small).
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY bridge ./bridge
 RUN pip install --no-deps . \
     && bridge --help > /dev/null

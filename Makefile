@@ -1,5 +1,6 @@
 # spotler-bridge: one entry point for installing, checking, running and measuring.
-#   make install   virtualenv in .venv with the package and its dev tools
+#   make install   virtualenv in .venv: the locked dependencies (requirements/*.lock), the package
+#   make lock      refresh the lock files from pyproject.toml
 #   make check     lint, types, every test (real Kafka broker started and stopped), chart checks
 #   make test      every test against a real Kafka broker
 #   make run       Kafka, the simulator and `bridge serve`, wired together, in the foreground
@@ -8,15 +9,24 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PY := $(BIN)/python
 
-.PHONY: install lint format typecheck test unit check deploy-check tools kafka-up kafka-down run bench clean
+.PHONY: install lock lint format typecheck test unit check deploy-check tools kafka-up kafka-down run bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Installs exactly the locked versions (hashes checked), then the package itself without deps.
+$(VENV)/.installed: pyproject.toml requirements/dev.lock
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
+
+# Refresh the lock files after a change of pyproject.toml's dependencies (needs PyPI).
+lock: install
+	$(BIN)/uv pip compile -q pyproject.toml --universal --python-version 3.11 --generate-hashes \
+		-o requirements/runtime.lock
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --universal --python-version 3.11 \
+		--generate-hashes -o requirements/dev.lock
 
 lint: install
 	$(BIN)/ruff check bridge tests
