@@ -103,6 +103,10 @@ Checks that JSON Schema cannot express; `helm template`/`helm install` stop with
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- $ir := $v.ingress.ingressResource -}}
+{{- if and $v.ingress.enabled $ir.enabled (not $ir.tls) (not $ir.tlsTerminatedUpstream) -}}
+{{- fail "ingress.ingressResource.tls is required when the Ingress is enabled: the platform calls only HTTPS URLs and the bearer token must not travel in clear (set ingress.ingressResource.tlsTerminatedUpstream=true if TLS ends in front of the Ingress)" -}}
+{{- end -}}
 {{- if and $v.ingress.enabled (eq $v.ingress.spool.medium "Memory") (eq $v.ingress.spool.type "persistentVolumeClaim") -}}
 {{- fail "ingress.spool.medium applies to emptyDir only" -}}
 {{- end -}}
