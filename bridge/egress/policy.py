@@ -1,4 +1,4 @@
-"""Delivery policy for egress: retry backoff, rate limits and the circuit breaker.
+"""Egress call policy: rate limits and the circuit breaker in front of the platform API.
 
 Decides *when* an API call may happen; knows nothing of Kafka or HTTP. (The retry delays come
 from :mod:`bridge.core.backoff`, with full jitter.) The rate limiter is a token bucket per
