@@ -217,6 +217,13 @@ class SpoolSettings:
     segment_bytes: int = setting(
         "BRIDGE_SPOOL_SEGMENT_BYTES", 16 * 1024**2, integer(64 * 1024), "spool segment size"
     )
+    stall_seconds: float = setting(
+        "BRIDGE_SPOOL_STALL_SECONDS",
+        120.0,
+        number(1.0),
+        "seconds a spool holding records may go without draining while Kafka is connected "
+        "before ingress turns not ready",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,29 +1,33 @@
 """The spool: a local write-ahead log that keeps ingress answering 200 while Kafka is away.
 
-Owns the files under ``BRIDGE_SPOOL_DIR``. A record is appended as one frame::
-
-    b"SBW1" | length: u32 | crc32(payload): u32 | payload
-
-into numbered segment files (``00000000000000000001.wal``...). Concurrent appends share one
-``write`` and one ``fsync`` (group commit); :meth:`Spool.append` returns only after the fsync.
-A drain task publishes the frames to Kafka in order, remembers how far it got in a small
-``.drained`` file beside each segment, and deletes a segment once every record in it was
-acknowledged and it is no longer written to.
+Owns the files under ``BRIDGE_SPOOL_DIR`` (the frame format is :mod:`bridge.ingress.frames`'s).
+Records are appended to numbered segment files (``00000000000000000001.wal``...). Concurrent
+appends share one ``write`` and one ``fsync`` (group commit); :meth:`Spool.append` returns only
+after the fsync. A drain task publishes the frames to Kafka in order, remembers how far it got in
+a small ``.drained`` file beside each segment, and deletes a segment once every record in it was
+acknowledged and it is no longer written to; a fully drained active segment of some size is
+sealed and deleted too, so a drained spool gives its disk space back.
 
 Opening after a crash scans every segment. A frame whose magic, length or checksum is wrong is
 counted as corruption; the scan looks for the next valid frame after it (so no good record
 behind a damaged one is skipped) and cuts the file where nothing valid follows (a torn tail).
-Nothing here ever stops start-up. Writes always go to a fresh segment after a restart.
+Writes always go to a fresh segment after a restart.
+
+Disk faults (ENOSPC, EIO on write, fsync, read or a progress mark) never end a task: a failed
+write is cut back off the segment and its appends fail (ingress answers 503), the disk is tried
+again at most once a second, a mark that cannot be written only means records sent again with
+their ids, and each change of state is logged once. A record Kafka refuses for good is set
+aside (:mod:`bridge.ingress.setaside`) after a few tries instead of blocking the records behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import os
 import struct
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,99 +37,29 @@ import structlog
 from bridge.contract.records import Record
 from bridge.core.backoff import Backoff
 from bridge.core.config import SpoolSettings
-from bridge.core.errors import PublishError, SpoolError
+from bridge.core.errors import PublishError, RecordRejected, SpoolError
+from bridge.ingress.frames import MAGIC, decode, encode, scan
+from bridge.ingress.setaside import set_aside
 from bridge.kafka.producer import Publisher
 from bridge.telemetry.metrics import Metrics
 
+__all__ = ["MAGIC", "Spool", "decode", "encode", "scan"]
+
 log = structlog.get_logger(__name__)
 
-MAGIC = b"SBW1"
-_FRAME = struct.Struct(">4sII")  # magic, payload length, crc32
-_MAX_PAYLOAD = 64 * 1024 * 1024
 _SUFFIX = ".wal"
+#: A fully drained active segment at least this large is sealed so that its space is freed.
+ROLL_DRAINED_BYTES = 1024 * 1024
+#: Times Kafka may refuse a spooled record for good before it is set aside.
+REJECT_LIMIT = 3
+#: While the disk fails, appends fail at once and the disk is tried again this often.
+DISK_RETRY_SECONDS = 1.0
 
 
-def encode(record: Record, spooled_at: float) -> bytes:
-    """One frame holding ``record`` and the time it was spooled."""
-    parts = [
-        struct.pack(">d", spooled_at),
-        _field(record.topic.encode()),
-        _field(record.key) if record.key is not None else struct.pack(">i", -1),
-        _field(record.event_id.encode()),
-        _field(record.label.encode()),
-        struct.pack(">H", len(record.headers)),
-        *(_field(k.encode()) + _field(v) for k, v in record.headers),
-        _field(record.value),
-    ]
-    payload = b"".join(parts)
-    return _FRAME.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
-
-
-def decode(payload: bytes) -> tuple[Record, float]:
-    (spooled_at,) = struct.unpack_from(">d", payload, 0)
-    pos = 8
-    topic, pos = _read(payload, pos)
-    key, pos = _read(payload, pos)
-    event_id, pos = _read(payload, pos)
-    event, pos = _read(payload, pos)
-    (count,) = struct.unpack_from(">H", payload, pos)
-    pos += 2
-    headers = []
-    for _ in range(count):
-        name, pos = _read(payload, pos)
-        val, pos = _read(payload, pos)
-        headers.append(((name or b"").decode(), val or b""))
-    value, pos = _read(payload, pos)
-    record = Record(
-        topic=(topic or b"").decode(),
-        key=key,
-        value=value or b"",
-        event_id=(event_id or b"").decode(),
-        label=(event or b"").decode(),
-        headers=tuple(headers),
-    )
-    return record, spooled_at
-
-
-def _field(data: bytes) -> bytes:
-    return struct.pack(">i", len(data)) + data
-
-
-def _read(buf: bytes, pos: int) -> tuple[bytes | None, int]:
-    (size,) = struct.unpack_from(">i", buf, pos)
-    pos += 4
-    if size < 0:
-        return None, pos
-    if pos + size > len(buf):
-        raise ValueError("field runs past the frame")
-    return buf[pos : pos + size], pos + size
-
-
-def scan(data: bytes) -> tuple[list[tuple[int, bytes]], int, int]:
-    """Valid frames as (end offset, payload), the length of the valid prefix, corruptions seen.
-
-    After a bad frame the scan resumes at the next magic that starts a valid frame; the valid
-    length is where the last valid frame ends (a torn or damaged tail is not part of it).
-    """
-    frames: list[tuple[int, bytes]] = []
-    pos, good_end, corruptions = 0, 0, 0
-    while pos + _FRAME.size <= len(data):
-        magic, size, crc = _FRAME.unpack_from(data, pos)
-        end = pos + _FRAME.size + size
-        if magic == MAGIC and size <= _MAX_PAYLOAD and end <= len(data):
-            payload = data[pos + _FRAME.size : end]
-            if zlib.crc32(payload) == crc:
-                frames.append((end, payload))
-                pos = good_end = end
-                continue
-        corruptions += 1
-        nxt = data.find(MAGIC, pos + 1)
-        if nxt < 0:
-            break
-        pos = nxt
-    if good_end < len(data) and not corruptions:
-        corruptions = 1  # bytes after the last frame that are not a whole frame: a torn write
-    return frames, good_end, corruptions
+class _DiskFault(Exception):
+    def __init__(self, op: str, exc: OSError) -> None:
+        self.op = op
+        super().__init__(f"{op}: {exc}")
 
 
 @dataclass
@@ -142,15 +76,19 @@ class _Segment:
 
 
 class Spool:
-    """The write-ahead log: :meth:`open`, then run :meth:`run_writer` and :meth:`run_drain`."""
+    """The write-ahead log: :meth:`open`, then run :meth:`run_writer`, :meth:`run_drain` and
+    :meth:`run_monitor`."""
 
     def __init__(self, settings: SpoolSettings, metrics: Metrics) -> None:
         self._dir = Path(settings.dir)
         self._max_bytes = settings.max_bytes
         self._segment_bytes = settings.segment_bytes
+        self._stall_seconds = settings.stall_seconds
         self._metrics = metrics
         self._segments: list[_Segment] = []
         self._fd: int | None = None
+        self._closed = True
+        self._io = asyncio.Lock()  # the active segment's file: writes and rolls
         self._queue: list[tuple[bytes, asyncio.Future[None]]] = []
         self._queued_bytes = 0
         self._wake = asyncio.Event()
@@ -158,6 +96,12 @@ class Spool:
         self._changed = asyncio.Event()  # set after every write batch and drained chunk
         self.pending = 0  # records written and not yet acknowledged by Kafka
         self._oldest: float | None = None
+        self._progress_at = time.monotonic()  # last drained chunk, or when records arrived
+        self._refusing: str | None = None  # why appends are refused now (disk fault, full)
+        self._refused_at = 0.0
+        self._mark_failing = False
+        self._rejections: dict[tuple[int, int], int] = {}
+        self.stalled = False
 
     # -- state -----------------------------------------------------------------------------
 
@@ -176,18 +120,43 @@ class Spool:
 
     @property
     def writable(self) -> bool:
-        return self._fd is not None and self.bytes < self._max_bytes
+        """Open, below its size bound, and its disk not failing."""
+        return not self._closed and self._disk_ok and self.bytes < self._max_bytes
+
+    @property
+    def _disk_ok(self) -> bool:
+        return self._refusing is None or self._refusing == "full"
 
     def _gauges(self) -> None:
         self._metrics.spool_records.set(self.pending)
         self._metrics.spool_bytes.set(sum(s.size for s in self._segments))
         age = time.time() - self._oldest if self._oldest is not None and self.pending else 0.0
         self._metrics.spool_oldest_age.set(max(0.0, age))
+        self._metrics.spool_unwritable.set(0 if self._refusing is None else 1)
+        self._metrics.spool_stalled.set(1 if self.stalled else 0)
+
+    def _refuse(self, reason: str) -> None:
+        """Enter (or stay in) the refusing state; logged once per change."""
+        self._refused_at = time.monotonic()
+        if self._refusing is None or (self._refusing == "full") != (reason == "full"):
+            log.error("spool.unwritable", reason=reason, records=self.pending, bytes=self.bytes)
+        self._refusing = reason
+        self._gauges()
+
+    def _accepting(self) -> None:
+        if self._refusing is not None:
+            log.warning("spool.writable", was=self._refusing, bytes=self.bytes)
+            self._refusing = None
+            self._gauges()
 
     # -- open / recovery -------------------------------------------------------------------
 
     def open(self) -> None:
-        """Recover what a previous process left and start a fresh segment for writing."""
+        """Recover what a previous process left and start a fresh segment for writing.
+
+        A disk that refuses the new segment does not stop start-up: appends fail (503) and the
+        segment is tried again on the next write.
+        """
         self._dir.mkdir(parents=True, exist_ok=True)
         for path in sorted(self._dir.glob("*" + _SUFFIX)):
             try:
@@ -195,10 +164,15 @@ class Spool:
             except ValueError:
                 continue
             self._recover(seq, path)
-        self._roll()
+        self._closed = False
+        self._progress_at = time.monotonic()
+        try:
+            self._roll()
+        except _DiskFault as exc:
+            self._disk_fault(exc)
         self._gauges()
         if self.pending:
-            log.warning("spool.recovered", records=self.pending, segments=len(self._segments) - 1)
+            log.warning("spool.recovered", records=self.pending, segments=len(self._segments))
 
     def _recover(self, seq: int, path: Path) -> None:
         data = path.read_bytes()
@@ -208,42 +182,65 @@ class Spool:
             log.error("spool.corruption", segment=path.name, found=corruptions,
                       kept_frames=len(frames), cut_bytes=len(data) - valid)  # fmt: skip
             if valid < len(data):
-                with path.open("r+b") as f:
-                    f.truncate(valid)
-                    os.fsync(f.fileno())
+                try:
+                    with path.open("r+b") as f:
+                        f.truncate(valid)
+                        os.fsync(f.fileno())
+                except OSError as exc:  # the scan cuts the tail again next time
+                    self._disk_fault(_DiskFault("write", exc))
         drained = min(valid, _read_mark(path.with_suffix(".drained")))
         segment = _Segment(seq, path, valid, drained, True)
-        left = [end for end, _ in frames if end > segment.drained]
+        left = [(end, payload) for end, payload in frames if end > segment.drained]
         if not left:
             self._delete(segment)
             return
+        if self._oldest is None:
+            with contextlib.suppress(ValueError, struct.error, UnicodeDecodeError):
+                self._oldest = decode(left[0][1])[1]
         self._segments.append(segment)
         self.pending += len(left)
 
     def _roll(self) -> None:
-        """Seal the current segment and start the next."""
+        """Seal the current segment and start the next; _DiskFault if the new one fails."""
         if self._fd is not None:
-            os.close(self._fd)
+            fd, self._fd = self._fd, None
             self._segments[-1].sealed = True
+            with contextlib.suppress(OSError):
+                os.close(fd)
         seq = self._segments[-1].seq + 1 if self._segments else 1
         path = self._dir / f"{seq:020d}{_SUFFIX}"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        _fsync_dir(self._dir)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise _DiskFault("segment", exc) from exc
+        try:
+            _fsync_dir(self._dir)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise _DiskFault("segment", exc) from exc
         self._segments.append(_Segment(seq, path, 0, 0, False))
+        self._fd = fd
 
     def close(self) -> None:
+        self._closed = True
         if self._fd is not None:
-            os.close(self._fd)
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
             self._fd = None
 
     # -- writing ---------------------------------------------------------------------------
 
     async def append(self, record: Record) -> None:
         """Write ``record`` durably (fsync'd); raise SpoolError if the spool cannot take it."""
-        if self._fd is None:
+        if self._closed:
             raise SpoolError("spool is closed")
+        if not self._disk_ok and time.monotonic() - self._refused_at < DISK_RETRY_SECONDS:
+            raise SpoolError(f"spool disk failing ({self._refusing})")
         frame = encode(record, time.time())
         if self.bytes + len(frame) > self._max_bytes:
+            self._refuse("full")
             raise SpoolError(f"spool full ({self._max_bytes} bytes)")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((frame, future))
@@ -259,22 +256,20 @@ class Spool:
             while self._queue:
                 batch, self._queue = self._queue, []
                 data = b"".join(frame for frame, _ in batch)
-                try:
-                    await asyncio.to_thread(_write_all, self._fd, data)
-                except OSError as exc:
-                    self._queued_bytes -= len(data)
-                    log.error("spool.write_failed", error=str(exc))
+                async with self._io:
+                    fault = await self._write(data)
+                self._queued_bytes -= len(data)
+                if fault is not None:
+                    self._disk_fault(fault)
                     for _, future in batch:
                         if not future.done():
-                            future.set_exception(SpoolError(f"spool write failed: {exc}"))
+                            future.set_exception(SpoolError(f"spool write failed: {fault}"))
                     continue
-                self._queued_bytes -= len(data)
-                self._segments[-1].size += len(data)
-                if self._segments[-1].size >= self._segment_bytes:
-                    self._roll()
+                self._accepting()
                 now = time.time()
                 if not self.pending:
                     self._oldest = now
+                    self._progress_at = time.monotonic()
                 self.pending += len(batch)
                 self._metrics.spool_spooled.inc(len(batch))
                 for _, future in batch:
@@ -283,6 +278,41 @@ class Spool:
                 self._appended.set()
                 self._changed.set()
                 self._gauges()
+
+    async def _write(self, data: builtins.bytes) -> _DiskFault | None:
+        """Append ``data`` to the active segment (holding ``_io``), or say what failed.
+
+        A failed write or fsync is cut back off the file and the segment is sealed at its last
+        durable size (after a failed fsync the page cache cannot be trusted); the next write
+        starts a new segment.
+        """
+        try:
+            if self._fd is None:
+                await asyncio.to_thread(self._roll)
+            segment = self._segments[-1]
+            await asyncio.to_thread(_write_all, self._fd, data)
+        except _DiskFault as fault:
+            if self._fd is not None:
+                fd, size = self._fd, self._segments[-1].size
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(os.ftruncate, fd, size)
+                self._fd = None
+                self._segments[-1].sealed = True
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                self._collect()
+            return fault
+        segment.size += len(data)
+        if segment.size >= self._segment_bytes:
+            try:
+                await asyncio.to_thread(self._roll)
+            except _DiskFault as fault:  # written already; the next write tries again
+                self._disk_fault(fault)
+        return None
+
+    def _disk_fault(self, fault: _DiskFault) -> None:
+        self._metrics.child(self._metrics.spool_disk_errors, fault.op).inc()
+        self._refuse(f"disk: {fault}")
 
     async def wait_until(self, condition: Callable[[], bool]) -> None:
         """Wait until ``condition()`` holds, checked after each write batch and drained chunk."""
@@ -337,38 +367,131 @@ class Spool:
             if segment is None or not publisher.connected:
                 await self._idle()
                 continue
-            chunk, bad, upto = await asyncio.to_thread(self._read_batch, segment, batch)
+            try:
+                chunk, bad, upto = await asyncio.to_thread(self._read_batch, segment, batch)
+            except OSError as exc:
+                self._metrics.child(self._metrics.spool_disk_errors, "read").inc()
+                delay = retry.next()
+                log.warning("spool.read_failed", error=str(exc), retry_in=round(delay, 1))
+                await asyncio.sleep(delay)
+                continue
             if bad:
                 self._metrics.spool_corruptions.inc(bad)
                 self.pending -= bad
                 log.error("spool.undecodable_frames", segment=segment.path.name, count=bad)
             if chunk:
                 self._oldest = chunk[0][2]
-                try:
-                    await asyncio.gather(
-                        *(publisher.publish(r, timeout=timeout) for _, r, _ in chunk)
-                    )
-                except PublishError as exc:
+            todo = [(segment.seq, end, record) for end, record, _ in chunk]
+            while todo:
+                todo = await self._publish(publisher, todo, timeout)
+                outcome = "failed" if todo else "ok"
+                self._metrics.child(self._metrics.spool_drain_attempts, outcome).inc()
+                if todo:
                     delay = retry.next()
-                    log.warning("spool.drain_failed", error=str(exc), retry_in=round(delay, 1))
                     await asyncio.sleep(delay)
-                    continue
-                retry.reset()
+            retry.reset()
             segment.drained = upto
-            _write_mark(segment.mark, segment.drained)
+            self._save_mark(segment)
             self.pending -= len(chunk)
+            self._progress_at = time.monotonic()
             self._metrics.spool_drained.inc(len(chunk))
             self._oldest = None if not self.pending else self._oldest
-            self._collect()
+            await self._free_space()
             self._changed.set()
             self._gauges()
+
+    async def _publish(
+        self, publisher: Publisher, todo: list[tuple[int, int, Record]], timeout: float
+    ) -> list[tuple[int, int, Record]]:
+        """One attempt at ``todo``; returns what must be tried again (acknowledged records and
+        records set aside are done)."""
+        results = await asyncio.gather(
+            *(publisher.publish(r, timeout=timeout) for _, _, r in todo), return_exceptions=True
+        )
+        again: list[tuple[int, int, Record]] = []
+        first_error: BaseException | None = None
+        for item, result in zip(todo, results, strict=True):
+            if result is None:
+                if self._rejections:
+                    self._rejections.pop(item[:2], None)
+                continue
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if isinstance(result, RecordRejected):
+                key = item[:2]
+                tries = self._rejections[key] = self._rejections.get(key, 0) + 1
+                if tries >= REJECT_LIMIT and await self._set_aside(
+                    publisher, item[2], result, timeout
+                ):
+                    del self._rejections[key]
+                    continue
+            elif not isinstance(result, PublishError):  # a bug must not end the drain
+                log.error("spool.publish_crashed", error=repr(result))
+            first_error = first_error or result
+            again.append(item)
+        if again:
+            log.warning("spool.drain_failed", error=str(first_error), records=len(again))
+        return again
+
+    async def _set_aside(
+        self, publisher: Publisher, record: Record, exc: Exception, timeout: float
+    ) -> bool:
+        """Publish the dead letter of a refused record; False if Kafka must be asked again."""
+        letter = set_aside(record, str(exc))
+        try:
+            await publisher.publish(letter, timeout=timeout)
+        except RecordRejected as again:
+            self._metrics.child(self._metrics.records_set_aside, "dropped").inc()
+            log.error("spool.record_dropped", event_id=record.event_id, size=len(record.value),
+                      reason=str(exc), deadletter_error=str(again))  # fmt: skip
+            return True
+        except PublishError:
+            return False
+        self._metrics.child(self._metrics.records_set_aside, "deadletter").inc()
+        log.warning("spool.record_set_aside", event_id=record.event_id, size=len(record.value),
+                    reason=str(exc), deadletter=letter.event_id)  # fmt: skip
+        return True
+
+    def _save_mark(self, segment: _Segment) -> None:
+        try:
+            _write_mark(segment.mark, segment.drained)
+        except OSError as exc:  # a stale mark only sends records again, with their ids
+            self._metrics.child(self._metrics.spool_disk_errors, "mark").inc()
+            if not self._mark_failing:
+                log.error("spool.mark_failed", segment=segment.path.name, error=str(exc))
+            self._mark_failing = True
+            return
+        if self._mark_failing:
+            log.warning("spool.mark_written", segment=segment.path.name)
+        self._mark_failing = False
+
+    async def _free_space(self) -> None:
+        """Delete drained sealed segments; seal the active one when it is drained and large
+        (or the disk is failing), so that its space comes back without a restart."""
+        active = self._segments[-1] if self._segments and self._fd is not None else None
+        if (
+            active is not None
+            and active.size
+            and active.drained >= active.size
+            and (active.size >= ROLL_DRAINED_BYTES or not self._disk_ok)
+        ):
+            async with self._io:  # the writer may have added to it meanwhile: look again
+                if (
+                    active is self._segments[-1]
+                    and self._fd is not None
+                    and active.drained >= active.size
+                ):
+                    try:
+                        await asyncio.to_thread(self._roll)
+                    except _DiskFault as fault:
+                        self._disk_fault(fault)
+        self._collect()
 
     async def _idle(self) -> None:
         self._appended.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(0.5):
                 await self._appended.wait()
-        self._gauges()
 
     def _collect(self) -> None:
         """Delete sealed segments that were drained completely."""
@@ -376,35 +499,95 @@ class Spool:
             self._delete(segment)
             self._segments.remove(segment)
 
-    @staticmethod
-    def _delete(segment: _Segment) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            segment.path.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            segment.mark.unlink()
+    def _delete(self, segment: _Segment) -> None:
+        for path in (segment.path, segment.mark):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.error("spool.delete_failed", file=path.name, error=str(exc))
+
+    # -- monitoring ------------------------------------------------------------------------
+
+    async def run_monitor(self, publisher: Publisher, *, interval: float = 1.0) -> None:
+        """Keep the gauges true between writes and drains: the oldest record's age, a spool
+        that does not drain while Kafka is connected (stalled), a disk that works again."""
+        while True:
+            await asyncio.sleep(interval)
+            self.check(publisher.connected)
+
+    def check(self, connected: bool) -> None:
+        """One monitoring pass (see :meth:`run_monitor`)."""
+        quiet = time.monotonic() - self._progress_at
+        stalled = bool(self.pending) and connected and quiet > self._stall_seconds
+        if stalled != self.stalled:
+            if stalled:
+                log.error("spool.stalled", records=self.pending, seconds=round(quiet))
+            else:
+                log.warning("spool.draining_again", records=self.pending)
+            self.stalled = stalled
+        if self._refusing == "full":
+            recovered = self.empty or self.bytes < self._max_bytes * 0.9
+        else:
+            recovered = self._refusing is not None and self._probe()
+        if recovered:
+            self._accepting()
+        self._gauges()
+
+    def _probe(self) -> bool:
+        """Whether the disk takes a small write and fsync again (tried once a second)."""
+        if time.monotonic() - self._refused_at < DISK_RETRY_SECONDS:
+            return False
+        path = self._dir / ".probe"
+        try:
+            _write_file(path, b"\0" * 4096)
+            path.unlink()
+        except OSError:
+            self._refused_at = time.monotonic()
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+            return False
+        return True
 
 
 def _write_all(fd: int | None, data: bytes) -> None:
     """Write and fsync (in a worker thread: the event loop never waits on the disk)."""
     if fd is None:
-        raise OSError("spool is closed")
+        raise _DiskFault("write", OSError("spool is closed"))
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.fsync(fd)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise _DiskFault("write", exc) from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise _DiskFault("fsync", exc) from exc
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _read_mark(path: Path) -> int:
     try:
         return max(0, int(path.read_text().strip() or 0))
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):
         return 0
 
 
 def _write_mark(path: Path, offset: int) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(str(offset))
-    tmp.replace(path)  # atomic; not fsync'd: a lost mark only means records sent again
+    try:
+        tmp.write_text(str(offset))
+        tmp.replace(path)  # atomic; not fsync'd: a lost mark only means records sent again
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fsync_dir(path: Path) -> None:

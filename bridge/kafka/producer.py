@@ -15,18 +15,40 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnsupportedForMessageFormatError,
+)
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 
 from bridge.contract.records import Record
 from bridge.core.backoff import Backoff
 from bridge.core.config import KafkaSettings
-from bridge.core.errors import PublishError, PublishTimeout
+from bridge.core.errors import PublishError, PublishTimeout, RecordRejected
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+#: Errors with which Kafka refuses a record for good: sending it again cannot succeed.
+REFUSALS = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTopicError,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    UnsupportedForMessageFormatError,
+)
 
 
 class Publisher(Protocol):
@@ -162,6 +184,8 @@ class KafkaPublisher:
         except TimeoutError as exc:
             outcome = "timeout"
             raise PublishTimeout(f"no acknowledgement within {timeout}s") from exc
+        except REFUSALS as exc:
+            raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
         except KafkaError as exc:
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
         finally:

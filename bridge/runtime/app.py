@@ -66,7 +66,9 @@ def build(settings: Settings, role: Role) -> Parts:
     if role in ("ingress", "serve"):
         spool = Spool(settings.spool, metrics)
         ops.cleanup_ctx.append(_spool_ctx(spool, publisher, health))
-        durable = Durable(publisher, spool, publish_timeout=settings.ingress.publish_timeout)
+        durable = Durable(
+            publisher, spool, publish_timeout=settings.ingress.publish_timeout, metrics=metrics
+        )
         health.checks["kafka"] = lambda: durable.ready
         webhook = make_webhook_app(settings.ingress, topics, metrics, durable)
     return Parts(ops=ops, webhook=webhook, health=health, metrics=metrics)
@@ -93,8 +95,10 @@ def _spool_ctx(spool: Spool, publisher: KafkaPublisher, health: Health) -> Clean
         await asyncio.to_thread(spool.open)  # recovers what a previous process left
         writer = asyncio.create_task(spool.run_writer(), name="spool-writer")
         drain = asyncio.create_task(spool.run_drain(publisher), name="spool-drain")
+        monitor = asyncio.create_task(spool.run_monitor(publisher), name="spool-monitor")
         health.tasks["spool-writer"] = writer
         health.tasks["spool-drain"] = drain
+        health.tasks["spool-monitor"] = monitor
         try:
             yield
         finally:
@@ -105,7 +109,7 @@ def _spool_ctx(spool: Spool, publisher: KafkaPublisher, health: Health) -> Clean
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(end):
                     await spool.wait_until(lambda: spool.empty or not publisher.connected)
-            for task in (drain, writer):
+            for task in (monitor, drain, writer):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

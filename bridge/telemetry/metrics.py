@@ -98,6 +98,38 @@ class Metrics:
             "resync, and frames that pass their checksum but do not decode.",
             registry=r,
         )
+        self.spool_disk_errors = Counter(
+            p + "spool_disk_errors",
+            "Spool disk operations that failed (ENOSPC, EIO), by operation "
+            "(write, fsync, segment, read, mark).",
+            ["op"],
+            registry=r,
+        )
+        self.spool_unwritable = Gauge(
+            p + "spool_unwritable",
+            "1 while the spool refuses records (disk failing or size bound reached), else 0.",
+            registry=r,
+        )
+        self.spool_stalled = Gauge(
+            p + "spool_stalled",
+            "1 while the spool holds records and has not drained for BRIDGE_SPOOL_STALL_SECONDS "
+            "although Kafka is connected (ingress is then not ready), else 0.",
+            registry=r,
+        )
+        self.spool_drain_attempts = Counter(
+            p + "spool_drain_attempts",
+            "Attempts to publish a chunk of spooled records, by outcome (ok, failed); one per "
+            "chunk, however many records it holds.",
+            ["outcome"],
+            registry=r,
+        )
+        self.records_set_aside = Counter(
+            p + "records_set_aside",
+            "Records Kafka refused for good, by what took their place (deadletter: a small dead "
+            "letter; dropped: the dead letter was refused too).",
+            ["outcome"],
+            registry=r,
+        )
 
         # egress
         self.commands = Counter(
@@ -162,7 +194,14 @@ class Metrics:
         for event in (*EVENT_TYPES, "unknown", "deadletter"):
             for outcome in ("published", "spooled", "duplicate", "unavailable"):
                 self.webhooks.labels(event, outcome)
-        self.webhooks.labels("deadletter", "deadletter")
+        for event in (*EVENT_TYPES, "unknown", "deadletter"):
+            self.webhooks.labels(event, "deadletter")
+        for op in ("write", "fsync", "segment", "read", "mark"):
+            self.spool_disk_errors.labels(op)
+        for outcome in ("ok", "failed"):
+            self.spool_drain_attempts.labels(outcome)
+        for outcome in ("deadletter", "dropped"):
+            self.records_set_aside.labels(outcome)
         self.webhooks.labels("none", "rejected")
         for reason in ("unauthorized", "too_large", "timeout"):
             self.webhook_rejections.labels(reason)
