@@ -211,7 +211,7 @@ class Metrics:
             self.retries.labels(command)
         for endpoint in API_ENDPOINTS:
             self.api_duration.labels(endpoint)
-            combos = {(s, "") for s in (0, 200, 201, 204, 408, 429, 500, 502, 503, 504)}
+            combos = {(s, "") for s in API_STATUSES}
             combos |= {(status, str(code)) for code, status in API_CODE_STATUS.items()}
             for status, code in combos:
                 self.api_requests.labels(endpoint, str(status), code)
