@@ -4,6 +4,13 @@ Owns HTTP to the platform: URLs, the bearer key, timeouts, and the translation o
 that is not a 2xx (network error, timeout, status, the platform's ``{"error": {"code",
 "message"}, "traceId"}`` body, ``Retry-After``) into :class:`~bridge.core.errors.ApiError`, whose
 ``retriable`` flag is all the caller needs.
+
+Redirects are never followed (a 3xx is a permanent failure naming its ``Location``: following
+one turned a POST into a GET). Request URLs are built already encoded, so a JID's
+percent-encoded ``;``, ``=``, ``,`` or ``:`` goes out as it was encoded. The request-id header
+carries the command id with anything outside printable ASCII percent-encoded, so no id can make
+the HTTP library raise. Metric labels are clamped to known sets
+(:mod:`bridge.telemetry.metrics`).
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+import yarl
 
 from bridge.core.config import ApiSettings
 from bridge.core.errors import ApiError
-from bridge.telemetry.metrics import Metrics
+from bridge.telemetry.metrics import Metrics, api_code_label, api_status_label
 
 USER_AGENT = "spotler-bridge/0.1"
 
@@ -69,24 +77,38 @@ class SpotlerClient:
         try:
             async with self._session.request(
                 method,
-                self._base + path,
+                yarl.URL(self._base + path, encoded=True),
                 data=orjson.dumps(body),
-                headers={"Content-Type": "application/json", "X-Request-Id": request_id[:200]},
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Request-Id": header_safe(request_id),
+                },
+                allow_redirects=False,
             ) as resp:
                 status = resp.status
                 raw = await resp.read()
                 if 200 <= status < 300:
                     return _json_object(raw)
+                if 300 <= status < 400:
+                    location = resp.headers.get("Location", "(no Location header)")
+                    raise ApiError(status, None, f"redirect to {location[:200]} not followed")
                 error = _api_error(status, raw, resp.headers.get("Retry-After"))
                 code = str(error.code or "")
                 raise error
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ApiError(0, None, f"{type(exc).__name__}: {exc}"[:300], network=True) from exc
         finally:
-            self._metrics.child(self._metrics.api_requests, endpoint, str(status), code).inc()
+            self._metrics.child(
+                self._metrics.api_requests, endpoint, api_status_label(status), api_code_label(code)
+            ).inc()
             self._metrics.child(self._metrics.api_duration, endpoint).observe(
                 time.perf_counter() - started
             )
+
+
+def header_safe(value: str, limit: int = 200) -> str:
+    """``value`` for an HTTP header: printable ASCII kept, everything else percent-encoded."""
+    return quote(value, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%"))[:limit]
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

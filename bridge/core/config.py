@@ -119,6 +119,24 @@ def http_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def flag(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url``'s host is ``localhost`` or a loopback address (no I/O, no DNS)."""
+    rest = url.split("://", 1)[-1]
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    host = host[1 : host.index("]")] if host.startswith("[") and "]" in host else host
+    host = host.split(":", 1)[0] if host.count(":") <= 1 else host
+    return host.lower() in ("localhost", "::1") or host.startswith("127.")
+
+
 def secret(raw: str) -> Secret:
     return Secret(raw)
 
@@ -237,6 +255,9 @@ class ApiSettings:
     timeout: float = setting(
         "BRIDGE_SPOTLER_API_TIMEOUT", 10.0, number(0.1), "seconds per API call"
     )
+    allow_http: bool = setting(
+        "BRIDGE_SPOTLER_API_ALLOW_HTTP", False, flag, "allow http:// to a non-loopback API host"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +294,12 @@ class EgressSettings:
     )
     circuit_open_seconds: float = setting(
         "BRIDGE_CIRCUIT_OPEN_SECONDS", 30.0, number(0.1), "pause before a probe"
+    )
+    circuit_stuck_seconds: float = setting(
+        "BRIDGE_CIRCUIT_STUCK_SECONDS", 900.0, number(1.0), "breaker not closed: not ready"
+    )
+    results_stall_seconds: float = setting(
+        "BRIDGE_EGRESS_RESULTS_STALL_SECONDS", 60.0, number(1.0), "results unpublished: not ready"
     )
 
 
@@ -324,6 +351,16 @@ class Settings:
             )
         if role in ("egress", "serve") and self.api.api_key is None:
             problems.append("BRIDGE_SPOTLER_API_KEY: required for egress")
+        if (
+            role in ("egress", "serve")
+            and self.api.url.startswith("http://")
+            and not is_loopback_url(self.api.url)
+            and not self.api.allow_http
+        ):
+            problems.append(
+                "BRIDGE_SPOTLER_API_URL: http:// to a host other than loopback would send the API "
+                "key in clear; use https:// or set BRIDGE_SPOTLER_API_ALLOW_HTTP=true on purpose"
+            )
         if problems:
             raise ConfigError(problems)
 

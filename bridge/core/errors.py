@@ -70,6 +70,23 @@ class InvalidCommand(BridgeError):
 
 # Platform error codes (docs/platform.md, "The API") that can succeed when tried again.
 RETRIABLE_CODES = frozenset({1003, 1004, 1012})
+#: Every code the reference documents ("Errors"); the others are never retried.
+DOCUMENTED_CODES = frozenset(range(1001, 1016))
+#: Statuses that can succeed later when the body names no documented code.
+RETRIABLE_STATUSES = frozenset({408, 429})
+
+
+def is_retriable(status: int, code: int | None, *, network: bool = False) -> bool:
+    """The platform code decides first, then the HTTP status (DESIGN, "Egress").
+
+    A documented code settles it (a 500 carrying 1005 is not retried); without one, network
+    errors, 408, 429 and 5xx retry. Redirects (3xx) and every other status never do.
+    """
+    if network:
+        return True
+    if code in DOCUMENTED_CODES:
+        return code in RETRIABLE_CODES
+    return status in RETRIABLE_STATUSES or status >= 500
 
 
 class ApiError(BridgeError):
@@ -91,6 +108,5 @@ class ApiError(BridgeError):
         self.trace_id = trace_id
         self.retry_after = retry_after
         self.network = network
-        # Network errors, timeouts, 429, 5xx and codes 1003/1004/1012 retry; nothing else.
-        self.retriable = network or status == 429 or status >= 500 or code in RETRIABLE_CODES
+        self.retriable = is_retriable(status, code, network=network)
         super().__init__(f"HTTP {status} code {code}: {message}")

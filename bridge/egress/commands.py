@@ -12,6 +12,7 @@ naming the first problem. Every command ends in exactly one result record (READM
 from __future__ import annotations
 
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -83,6 +84,8 @@ def parse(raw: bytes | None, kind: Kind) -> Command:
     command_id = doc.get("id", fallback_id)
     if not isinstance(command_id, str) or not 0 < len(command_id) <= _MAX_ID:
         raise InvalidCommand(f"id: required, a string of 1 to {_MAX_ID} characters")
+    if not is_clean_id(command_id):
+        raise InvalidCommand("id: must not contain control characters (tabs, line breaks, ...)")
     channel, contact = doc.get("channelJid"), doc.get("contactJid")
     problem = conversation_problem(channel, contact)
     if problem:
@@ -108,15 +111,30 @@ def parse(raw: bytes | None, kind: Kind) -> Command:
     return Command(id=command_id, kind=kind, channel=channel, contact=contact, body=body)
 
 
+def is_clean_id(value: str) -> bool:
+    """True when ``value`` has no control or format characters (Unicode categories Cc, Cf)."""
+    return not any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value)
+
+
 def salvage_id(raw: bytes | None, position: Position) -> str:
-    """A command id for a record that could not be parsed: its own if readable, else its place."""
+    """A command id for a record that could not be parsed: its own if readable (``data.id``
+    for a CloudEvent, else the envelope's id, as :func:`parse` reads it), else its place."""
     try:
         doc = orjson.loads(raw or b"")
-        candidate = doc.get("id") if isinstance(doc, dict) else None
     except orjson.JSONDecodeError:
-        candidate = None
-    if isinstance(candidate, str) and 0 < len(candidate) <= _MAX_ID:
-        return candidate
+        doc = None
+    candidates: list[object] = []
+    if isinstance(doc, dict):
+        data = doc.get("data")
+        if doc.get("specversion") is not None and isinstance(data, dict):
+            candidates.append(data.get("id"))
+        candidates.append(doc.get("id"))
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        if isinstance(candidate, str) and 0 < len(candidate) <= _MAX_ID and is_clean_id(candidate):
+            return candidate
+        break  # an id is there but unusable: name the record by its place instead
     return f"{position.topic}/{position.partition}/{position.offset}"
 
 
@@ -160,8 +178,9 @@ def result_record(
         }
     if reason is not None:
         data["reason"] = reason
+    result_id = f"result/{kind}/{command_id}"
     event = cloudevent(
-        event_id=f"result/{command_id}",
+        event_id=result_id,
         source=EGRESS_SOURCE,
         type_=COMMAND_SUCCEEDED if data["status"] == "succeeded" else COMMAND_FAILED,
         time=iso_time(time.time()),
@@ -173,7 +192,7 @@ def result_record(
         topic=topics.results,
         key=key,
         value=orjson.dumps(event),
-        event_id=f"result/{command_id}",
+        event_id=result_id,
         label=kind,
     )
 

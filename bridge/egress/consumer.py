@@ -14,8 +14,13 @@ every record taken finishes (a command waiting out a retry backoff is interrupte
 the next consumer), the offsets are committed, and only then does the consumer leave.
 
 Crash window: a command whose API call succeeded but whose result or commit was not yet durable
-is consumed again after a restart and may be sent twice. Command ids completed by this process
-are remembered, so a redelivery within the process's lifetime is not sent again.
+is consumed again after a restart and may be sent twice. Commands completed by this process are
+remembered by kind and id, so a redelivery within the process's lifetime is not sent again.
+
+Lag is computed on a timer of its own from the broker's end offsets and the group's committed
+offsets, so it stays true while the breaker has paused the partitions. Readiness turns off when
+the breaker stays open or half-open longer than ``BRIDGE_CIRCUIT_STUCK_SECONDS`` or results fail
+to reach Kafka longer than ``BRIDGE_EGRESS_RESULTS_STALL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -71,7 +76,12 @@ class CommandConsumer:
 
     @property
     def ready(self) -> bool:
-        return self.assigned and self._publisher.connected and not self._stop.is_set()
+        return (
+            self.assigned
+            and self._publisher.connected
+            and not self._stop.is_set()
+            and self._runner.healthy
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -216,19 +226,33 @@ class CommandConsumer:
             await asyncio.sleep(0.5)
             await self._commit()
 
-    async def _lag_loop(self) -> None:
+    async def _lag_loop(self, interval: float = 5.0) -> None:
         while True:
-            await asyncio.sleep(5.0)
+            self._runner.observe()
             consumer = self._consumer
-            if consumer is None:
-                continue
-            for tp in consumer.assignment():
-                high = consumer.highwater(tp)
-                tracker = self._trackers.get(tp)
-                done = tracker.committed if tracker and tracker.committed is not None else None
-                if high is not None and done is not None:
-                    lag = max(0, high - done)
-                    self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+            if consumer is not None:
+                try:
+                    await self._measure_lag(consumer)
+                except KafkaError as exc:  # the next tick tries again
+                    log.warning("egress.lag_failed", error=str(exc))
+            await asyncio.sleep(interval)
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag = the broker's end offset minus the group's committed offset (or the log start
+        when nothing is committed yet), asked of the broker: true while partitions are paused."""
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return
+        ends = await consumer.end_offsets(assigned)
+        starts = None
+        for tp in assigned:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                if starts is None:
+                    starts = await consumer.beginning_offsets(assigned)
+                committed = starts[tp]
+            lag = max(0, ends[tp] - committed)
+            self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     def _on_circuit(self, state: CircuitState) -> None:
         self._metrics.circuit_state.set(int(state))

@@ -2,8 +2,11 @@
 
 Decides *when* an API call may happen; knows nothing of Kafka or HTTP. (The retry delays come
 from :mod:`bridge.core.backoff`, with full jitter.) The rate limiter is a token bucket per
-channel under a global one. The breaker opens after ``threshold`` consecutive retriable
-failures, lets one probe through after ``open_seconds``, and closes when a probe succeeds.
+channel under a global one; a 429 pauses the bucket it applies to until ``Retry-After`` has
+passed (never less than :data:`PAUSE_FLOOR`). The breaker opens after ``threshold`` consecutive
+retriable failures, lets one probe through after ``open_seconds``, and closes when a probe
+succeeds; a probe that ends in any other way (even an exception) is released, so the breaker can
+never stay half-open with no probe running.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import asyncio
 import enum
 import time
 from collections.abc import Callable
+
+#: The shortest pause a 429 causes, whatever its ``Retry-After`` says (``0`` or absent too).
+PAUSE_FLOOR = 1.0
 
 
 class TokenBucket:
@@ -22,6 +28,11 @@ class TokenBucket:
         self.burst = burst if burst is not None else max(1.0, rate)
         self._tokens = self.burst
         self._stamp = time.monotonic()
+        self.paused_until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """No token is handed out for ``seconds`` (a 429 from the platform)."""
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
     def delay(self) -> float:
         """Take a token now, returning how long to wait before using it (0 if available)."""
@@ -43,17 +54,42 @@ class RateLimiter:
         self._channels: dict[str, TokenBucket] = {}
         self._max_channels = max_channels
 
-    async def acquire(self, channel: str) -> float:
-        """Wait until a call to ``channel`` is allowed; returns the seconds waited."""
+    def _bucket(self, channel: str) -> TokenBucket:
         bucket = self._channels.get(channel)
         if bucket is None:
             if len(self._channels) >= self._max_channels:
                 self._channels.clear()  # bounded memory; a fresh bucket only allows a burst
             bucket = self._channels[channel] = TokenBucket(self._per_channel)
+        return bucket
+
+    def pause(self, channel: str, retry_after: float | None) -> float:
+        """A 429 for ``channel``: pause its bucket, or the global one when channels are not
+        limited apart; returns the pause in seconds (at least :data:`PAUSE_FLOOR`)."""
+        seconds = max(PAUSE_FLOOR, retry_after or 0.0)
+        (self._bucket(channel) if self._per_channel > 0 else self._global).pause(seconds)
+        return seconds
+
+    async def acquire(self, channel: str) -> float:
+        """Wait until a call to ``channel`` is allowed; returns the seconds waited."""
+        bucket = self._bucket(channel)
+        waited = 0.0
+        while True:
+            paused = max(self._global.paused_until, bucket.paused_until) - time.monotonic()
+            if paused <= 0:
+                break
+            await asyncio.sleep(paused)
+            waited += paused
         wait = max(self._global.delay(), bucket.delay())
         if wait > 0:
             await asyncio.sleep(wait)
-        return wait
+            waited += wait
+            # a 429 may have paused the bucket meanwhile: honour it before calling
+            while (
+                paused := max(self._global.paused_until, bucket.paused_until) - time.monotonic()
+            ) > 0:
+                await asyncio.sleep(paused)
+                waited += paused
+        return waited
 
 
 class CircuitState(enum.IntEnum):
@@ -76,6 +112,7 @@ class CircuitBreaker:
         self.state = CircuitState.CLOSED
         self._failures = 0
         self._opened_at = 0.0
+        self._left_closed_at: float | None = None
         self._probing = False
         self._closed = asyncio.Event()
         self._closed.set()
@@ -87,26 +124,44 @@ class CircuitBreaker:
         self.state = state
         if state is CircuitState.CLOSED:
             self._closed.set()
+            self._left_closed_at = None
         else:
             self._closed.clear()
+            if self._left_closed_at is None:
+                self._left_closed_at = time.monotonic()
         if self._on_change is not None:
             self._on_change(state)
 
-    async def allow(self) -> None:
-        """Wait until a call may be made: at once when closed; one probe at a time otherwise."""
+    async def allow(self) -> bool:
+        """Wait until a call may be made: at once when closed; one probe at a time otherwise.
+
+        Returns True when this call is the probe (hand that to :meth:`release`)."""
         while True:
             if self.state is CircuitState.CLOSED:
-                return
+                return False
             remaining = self._opened_at + self.open_seconds - time.monotonic()
             if remaining <= 0 and not self._probing:
                 self._probing = True
                 self._set(CircuitState.HALF_OPEN)
-                return
+                return True
             try:
                 async with asyncio.timeout(max(remaining, 0.05)):
                     await self._closed.wait()
             except TimeoutError:
                 continue
+
+    def not_closed_for(self) -> float:
+        """Seconds since the breaker last left the closed state; 0 while closed."""
+        since = self._left_closed_at
+        return 0.0 if since is None else time.monotonic() - since
+
+    def release(self, probe: bool) -> None:
+        """A call ended without an answer about the platform's health (a bug, a cancellation):
+        if it was the probe, let the next call probe instead, at once."""
+        if probe and self._probing and self.state is CircuitState.HALF_OPEN:
+            self._probing = False
+            self._opened_at = time.monotonic() - self.open_seconds  # probe again at once
+            self._set(CircuitState.OPEN)
 
     def success(self) -> None:
         self._failures = 0

@@ -1,17 +1,22 @@
 """Egress command runner: one command, from parsed (or invalid) to its one result record.
 
 Decides what happens to a command once it is its turn: invalid ones are dead-lettered with a
-failed result; repeats of a command this process completed are skipped; expired ones fail;
+failed result; a repeat of a command this process completed (same kind and id) is not sent
+again, its result is published again, byte for byte (same result id); expired ones fail;
 the rest are called with retries (backoff, ``Retry-After``, rate limits and the circuit breaker
 from :mod:`bridge.egress.policy`), and the outcome is published before the command counts as done.
-Ordering, concurrency and offsets are the consumer's business, not this module's.
+An unexpected exception while running one command becomes that command's failed result and
+releases the breaker's probe if it held it. Ordering, concurrency and offsets are the
+consumer's business, not this module's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +26,6 @@ from bridge.api.client import SpotlerClient
 from bridge.contract.records import Record, Topics
 from bridge.core.backoff import Backoff, full_jitter
 from bridge.core.config import EgressSettings
-from bridge.core.dedup import RecentIds
 from bridge.core.errors import ApiError, InvalidCommand, PublishError
 from bridge.egress import commands
 from bridge.egress.commands import Command, Kind, Position
@@ -34,6 +38,36 @@ log = structlog.get_logger(__name__)
 
 class Aborted(Exception):
     """Shutdown interrupted a command before its result was durable: leave it uncommitted."""
+
+
+class CompletedResults:
+    """Results of completed commands by (kind, id): bounded in count, bytes and time."""
+
+    def __init__(self, size: int = 100_000, max_bytes: int = 64 * 1024**2, ttl: float = 86400):
+        self._size, self._max_bytes, self._ttl = size, max_bytes, ttl
+        self._bytes = 0
+        self._items: OrderedDict[tuple[str, str], tuple[float, Record]] = OrderedDict()
+
+    def get(self, kind: str, command_id: str) -> Record | None:
+        found = self._items.get((kind, command_id))
+        if found is None:
+            return None
+        if time.monotonic() - found[0] > self._ttl:
+            self._drop((kind, command_id))
+            return None
+        return found[1]
+
+    def add(self, kind: str, command_id: str, record: Record) -> None:
+        self._drop((kind, command_id))
+        self._items[(kind, command_id)] = (time.monotonic(), record)
+        self._bytes += len(record.value)
+        while self._items and (len(self._items) > self._size or self._bytes > self._max_bytes):
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        found = self._items.pop(key, None)
+        if found is not None:
+            self._bytes -= len(found[1].value)
 
 
 class CommandRunner:
@@ -59,8 +93,27 @@ class CommandRunner:
         self.breaker = CircuitBreaker(
             settings.circuit_failures, settings.circuit_open_seconds, on_circuit
         )
-        self._completed = RecentIds(100_000, 24 * 3600.0)
+        self._completed = CompletedResults()
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._failing: dict[int, float] = {}  # publishes of results not yet acknowledged
+        self._tokens = itertools.count()
+
+    @property
+    def healthy(self) -> bool:
+        """False while the breaker is stuck or results cannot be published (past the bounds)."""
+        return (
+            self.breaker.not_closed_for() <= self._s.circuit_stuck_seconds
+            and self.results_unpublished_for() <= self._s.results_stall_seconds
+        )
+
+    def observe(self) -> None:
+        """Update the gauges that only a timer can keep true."""
+        self._metrics.circuit_not_closed.set(self.breaker.not_closed_for())
+        self._metrics.results_unpublished.set(self.results_unpublished_for())
+
+    def results_unpublished_for(self) -> float:
+        """Seconds the oldest result still being retried has been failing to reach Kafka."""
+        return time.monotonic() - min(self._failing.values()) if self._failing else 0.0
 
     async def run(
         self, position: Position, kind: Kind, raw: bytes | None, command: Command | InvalidCommand
@@ -75,8 +128,10 @@ class CommandRunner:
             )
             log.info("command", outcome="deadletter", command_id=command_id, reason=command.reason)
             return "deadletter"
-        if command.id in self._completed:
-            log.info("command", outcome="duplicate", command_id=command.id)
+        previous = self._completed.get(kind, command.id)
+        if previous is not None:
+            await self._publish(previous)  # the same result again: same id, same bytes
+            log.info("command", outcome="duplicate", command_id=command.id, kind=kind)
             return "duplicate"
         age = time.time() - position.timestamp_ms / 1000.0
         if position.timestamp_ms > 0 and age > self._s.max_age:
@@ -85,8 +140,23 @@ class CommandRunner:
             )
             log.info("command", outcome="expired", command_id=command.id, age_s=round(age))
             return "expired"
-        attempts, response, error = await self._call(command)
-        await self._finish(
+        try:
+            attempts, response, error = await self._call(command)
+        except (Aborted, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a bug: this command fails, the direction goes on
+            log.exception("egress.command_crashed", command_id=command.id)
+            await self._finish(
+                command.id,
+                kind,
+                command.channel,
+                command.contact,
+                1,
+                position,
+                reason=f"internal error: {type(exc).__name__}",
+            )
+            return "failed"
+        record = self._result(
             command.id,
             kind,
             command.channel,
@@ -96,7 +166,8 @@ class CommandRunner:
             response=response,
             error=error,
         )
-        self._completed.add(command.id)
+        await self._publish(record)
+        self._completed.add(kind, command.id, record)
         outcome = "succeeded" if error is None else "failed"
         log.info(
             "command",
@@ -118,9 +189,9 @@ class CommandRunner:
             else self._api.update_conversation
         )
         while True:
-            await self.breaker.allow()
-            await self._limiter.acquire(command.channel)
+            probe = await self.breaker.allow()
             try:
+                await self._limiter.acquire(command.channel)
                 # The bound is on calls in progress: backoff sleeps and result publishing
                 # hold no slot, so other conversations use it meanwhile.
                 async with self._slots:
@@ -133,16 +204,24 @@ class CommandRunner:
                     self.breaker.failure()
                 else:
                     self.breaker.neutral()
+                if exc.status == 429:  # the platform's rate limit: every call to it waits
+                    pause = self._limiter.pause(command.channel, exc.retry_after)
                 if not exc.retriable or attempt >= self._s.max_attempts:
                     return attempt, None, exc
-                delay = exc.retry_after
-                if delay is None:
+                if exc.status == 429:
+                    delay = pause
+                elif exc.retry_after is not None:
+                    delay = exc.retry_after
+                else:
                     delay = full_jitter(attempt, self._s.backoff_base, self._s.backoff_max)
                 if time.monotonic() + delay > deadline:
                     return attempt, None, exc
                 self._metrics.retries.labels(command.kind).inc()
                 await self._sleep(delay)
                 continue
+            except BaseException:
+                self.breaker.release(probe)  # never leave the breaker waiting for this probe
+                raise
             self.breaker.success()
             return attempt, response, None
 
@@ -164,31 +243,48 @@ class CommandRunner:
         **outcome: Any,
     ) -> None:
         await self._publish(
-            commands.result_record(
-                self._topics,
-                command_id=command_id,
-                kind=kind,
-                channel=channel,
-                contact=contact,
-                attempts=attempts,
-                position=position,
-                **outcome,
-            )
+            self._result(command_id, kind, channel, contact, attempts, position, **outcome)
+        )
+
+    def _result(
+        self,
+        command_id: str,
+        kind: str,
+        channel: str | None,
+        contact: str | None,
+        attempts: int,
+        position: Position,
+        **outcome: Any,
+    ) -> Record:
+        return commands.result_record(
+            self._topics,
+            command_id=command_id,
+            kind=kind,
+            channel=channel,
+            contact=contact,
+            attempts=attempts,
+            position=position,
+            **outcome,
         )
 
     async def _publish(self, record: Record) -> None:
         """Publish until Kafka acknowledges; during shutdown give up after a few tries."""
         retry = Backoff(0.2, 5.0)
-        while True:
-            try:
-                await self._publisher.publish(record, timeout=10.0)
-                return
-            except PublishError as exc:
-                delay = retry.next()
-                if self._stop.is_set() and retry.failures >= 3:
-                    raise Aborted from exc
-                log.warning("egress.publish_failed", topic=record.topic, error=str(exc))
-                await asyncio.sleep(delay)
+        token = next(self._tokens)
+        try:
+            while True:
+                try:
+                    await self._publisher.publish(record, timeout=10.0)
+                    return
+                except PublishError as exc:
+                    self._failing.setdefault(token, time.monotonic())
+                    delay = retry.next()
+                    if self._stop.is_set() and retry.failures >= 3:
+                        raise Aborted from exc
+                    log.warning("egress.publish_failed", topic=record.topic, error=str(exc))
+                    await asyncio.sleep(delay)
+        finally:
+            self._failing.pop(token, None)
 
     async def fail(self, position: Position, kind: Kind, raw: bytes | None, reason: str) -> None:
         """Publish a failed result for a command that could not be run (e.g. a bug)."""

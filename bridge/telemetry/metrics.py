@@ -35,6 +35,35 @@ LATENCY_BUCKETS = (
 )
 
 
+# API call labels (issue 9 item 11): every value comes from these sets, anything else is "other".
+API_ENDPOINTS = ("send_message", "update_conversation")
+API_STATUSES = frozenset(
+    {0, 200, 201, 204, 301, 302, 303, 307, 308, 400, 401, 403, 404, 408, 409, 413, 422, 429}
+    | {500, 502, 503, 504}
+)
+#: The reference's documented error codes ("Errors") with the status each usually comes with.
+API_CODE_STATUS = {
+    1001: 401, 1002: 403, 1003: 503, 1004: 500, 1005: 400, 1006: 400, 1007: 400, 1008: 400,
+    1009: 404, 1010: 403, 1011: 400, 1012: 502, 1013: 400, 1014: 409, 1015: 400,
+}  # fmt: skip
+
+
+def api_status_label(status: int) -> str:
+    """The ``status`` label of an API call: a known HTTP status, else ``other``."""
+    return str(status) if status in API_STATUSES else "other"
+
+
+def api_code_label(code: str | int | None) -> str:
+    """The ``code`` label: a documented platform code, ``""`` for none, else ``other``."""
+    if code is None or code == "":
+        return ""
+    try:
+        number = int(code)
+    except ValueError:
+        return "other"
+    return str(number) if number in API_CODE_STATUS else "other"
+
+
 class Metrics:
     """The metric objects, registered on ``registry`` (a fresh one per test)."""
 
@@ -176,6 +205,16 @@ class Metrics:
         self.commands_in_flight = Gauge(
             p + "commands_in_flight", "Commands taken off Kafka and not yet finished.", registry=r
         )
+        self.circuit_not_closed = Gauge(
+            p + "circuit_not_closed_seconds",
+            "Seconds since the circuit breaker last left the closed state (0 while closed).",
+            registry=r,
+        )
+        self.results_unpublished = Gauge(
+            p + "results_unpublished_seconds",
+            "Seconds the oldest command result has been failing to reach Kafka (0 when none).",
+            registry=r,
+        )
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._zero_known_series()
 
@@ -209,3 +248,11 @@ class Metrics:
             for outcome in ("succeeded", "failed", "deadletter", "expired", "duplicate"):
                 self.commands.labels(command, outcome)
             self.retries.labels(command)
+        for endpoint in API_ENDPOINTS:
+            self.api_duration.labels(endpoint)
+            combos = {(s, "") for s in API_STATUSES}
+            combos |= {(status, str(code)) for code, status in API_CODE_STATUS.items()}
+            for status, code in combos:
+                self.api_requests.labels(endpoint, str(status), code)
+            self.api_requests.labels(endpoint, "other", "")
+            self.api_requests.labels(endpoint, "other", "other")

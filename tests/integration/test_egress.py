@@ -161,11 +161,8 @@ async def test_invalid_commands_are_dead_lettered(procs, kafka, prefix, sim) -> 
         send("other-network", "d2b9f484-08ac-45a7-bbe0-f2f7d844bcb6@apple.eazy.im"),
         send("no-body", contact(1), {"message": {"type": "text"}}),
         send("unknown-type", contact(1), {"message": {"type": "hologram"}}),
-        send(
-            "image-without-media",
-            contact(1),
-            {"message": {"type": "image", "mimeType": "image/png"}},
-        ),
+        send("image-without-mime", contact(1), {"message": {"type": "image"}}),
+        send("id-with-newline\n", contact(1)),
         send("extra-field", contact(1), {"message": {"type": "text", "body": "x"}, "priority": 1}),
     ]
     await produce(kafka, topics.send_message, bad)
