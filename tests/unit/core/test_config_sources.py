@@ -40,6 +40,8 @@ def shown(value: Any) -> str:
     """A default as the README and the chart write it."""
     if value is None or value in ((), ""):
         return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
