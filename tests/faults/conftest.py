@@ -89,7 +89,7 @@ class Stream:
         kind = list(samples.MESSAGE_PARTS)[n % len(samples.MESSAGE_PARTS)]
         body = samples.message_body(kind, contact=f"316{n % 25:08d}@whatsapp.eazy.im")
         raw = orjson.dumps(body)
-        event_id = f"message/{body['message']['id']}"
+        event_id = samples.message_event_id(body)
         self.sent.add(event_id)
         try:
             async with http.post(

@@ -48,7 +48,7 @@ async def test_message_round_trip(procs, kafka, prefix, event_schema) -> None:
     assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
     event = value(record)
     event_schema.validate(event)
-    assert event["id"] == answer["id"] == "message/26145a84-49f3-4c3c-a99b-98f932cae585"
+    assert event["id"] == answer["id"] == samples.message_event_id(samples.CONFIRMED_MESSAGE)
     assert event["source"] == f"/channels/{channel}"
     assert event["type"] == "im.eazy.webhook.message"
     assert event["subject"] == contact

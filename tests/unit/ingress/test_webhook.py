@@ -72,7 +72,7 @@ async def test_published_delivery_gets_200(make_client: MakeClient) -> None:
     body = samples.message_body("text")
     resp = await client.post("/webhooks", data=orjson.dumps(body), headers=AUTH)
     assert resp.status == 200
-    assert await resp.json() == {"status": "published", "id": f"message/{body['message']['id']}"}
+    assert await resp.json() == {"status": "published", "id": samples.message_event_id(body)}
     assert [r.topic for r in store.records] == ["t.events.message"]
     assert (
         metric(metrics, 'spotler_bridge_webhooks_total{event="message",outcome="published"}') == 1
