@@ -44,6 +44,9 @@ _DIRECTIONS = {
 _DEFAULT_DIRECTION = {"echo": OUTBOUND}
 _MESSAGE_LIKE = frozenset({"message", "echo", "revoke"})
 _MAX_ID = 200
+#: Deepest nesting of a body that becomes an event (README.md, "Topics and records"): deeper
+#: bodies are dead-lettered raw, so that every event record stays renderable (orjson stops at 255).
+MAX_DEPTH = 64
 #: ``source`` when no channel JID can be found (an agent's echo may name only the contact).
 NO_CHANNEL_SOURCE = "/channels/unknown"
 _NO_CHANNEL = "no channel JID in the delivery; key left empty rather than the contact alone"
@@ -66,6 +69,8 @@ def _normalize(body: bytes, topics: Topics, received_at: float) -> Record:
         return deadletter(body, topics, f"not valid JSON: {str(exc)[:200]}", received_at)
     if not isinstance(parsed, dict):
         return deadletter(body, topics, f"JSON {_json_kind(parsed)}, not an object", received_at)
+    if _deeper_than(parsed, MAX_DEPTH):
+        return deadletter(body, topics, f"nested deeper than {MAX_DEPTH} levels", received_at)
     event_type = parsed.get("type")
     if not isinstance(event_type, str) or not event_type:
         return deadletter(body, topics, "no string 'type' field", received_at)
@@ -364,6 +369,18 @@ def _short(value: object) -> str | None:
         if 0 < len(text) <= _MAX_ID and text.isprintable() and "/" not in text:
             return text
     return None
+
+
+def _deeper_than(doc: object, limit: int) -> bool:
+    """Whether ``doc`` nests objects/arrays more than ``limit`` levels (iterative: no recursion)."""
+    stack: list[tuple[object, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        items = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in items if isinstance(v, dict | list))  # type: ignore[attr-defined]
+    return False
 
 
 def _json_kind(value: object) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -22,7 +23,7 @@ from bridge.core import auth
 from bridge.core.config import IngressSettings
 from bridge.core.dedup import RecentIds
 from bridge.core.errors import BridgeError
-from bridge.ingress.normalize import normalize
+from bridge.ingress.normalize import deadletter, normalize
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -46,8 +47,12 @@ def make_webhook_app(
     settings: IngressSettings, topics: Topics, metrics: Metrics, store: Store
 ) -> web.Application:
     """The webhook app. ``store`` is where records go (Kafka, or Kafka with the spool)."""
-    # client_max_size makes aiohttp refuse larger bodies (413) even when chunked.
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    # client_max_size makes aiohttp refuse larger bodies (413) even when chunked. Bodies are
+    # read as sent (auto_decompress off) and decoded here: a body that claims gzip but does not
+    # decode must still reach the dead-letter topic with its raw bytes, which aiohttp discards.
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, handler_args={"auto_decompress": False}
+    )
     app[SETTINGS] = settings
     app[TOPICS] = topics
     app[METRICS] = metrics
@@ -114,7 +119,11 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
             "reason": "timeout",
         }
 
-    record = normalize(body, app[TOPICS], received_at=time.time())
+    try:
+        encoding = request.headers.get("Content-Encoding", "")
+        record = _normalize(body, encoding, app[TOPICS], settings.max_body_bytes)
+    except _TooLarge:
+        return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
     fields: dict[str, object] = {
         "event_type": record.label,
         "event_id": record.event_id,
@@ -146,6 +155,47 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
     outcome = "deadletter" if record.label == "deadletter" and how == "published" else how
     metrics.child(metrics.webhooks, record.label, outcome).inc()
     return _accepted(how, record), {**fields, "outcome": outcome, "topic": record.topic}
+
+
+class _TooLarge(Exception):
+    """A compressed body that decodes to more than the body limit (a gzip bomb)."""
+
+
+# wbits for zlib: gzip header, zlib header (what HTTP calls deflate), or raw deflate.
+_DECODERS: dict[str, tuple[int, ...]] = {
+    "gzip": (16 + zlib.MAX_WBITS,),
+    "x-gzip": (16 + zlib.MAX_WBITS,),
+    "deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS),
+}
+
+
+def _normalize(body: bytes, content_encoding: str, topics: Topics, limit: int) -> Record:
+    """Decode ``Content-Encoding`` within the body limit, then normalize.
+
+    A body that claims an encoding it does not decode with (or an encoding the bridge does not
+    know) is dead-lettered with the raw bytes, since the platform would retry a refusal forever;
+    one that decodes past ``limit`` bytes is refused with 413.
+    """
+    received_at = time.time()
+    encoding = content_encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return normalize(body, topics, received_at=received_at)
+    wbits_options = _DECODERS.get(encoding)
+    if wbits_options is None:
+        reason = f"unsupported Content-Encoding {encoding[:40]!r}"
+        return deadletter(body, topics, reason, received_at)
+    for wbits in wbits_options:
+        decoder = zlib.decompressobj(wbits)
+        try:
+            decoded = decoder.decompress(body, limit + 1)
+        except zlib.error:
+            continue
+        if len(decoded) > limit or decoder.unconsumed_tail:
+            raise _TooLarge
+        if decoder.eof and not decoder.unused_data:
+            return normalize(decoded, topics, received_at=received_at)
+    reason = f"body does not decode as Content-Encoding {encoding}"
+    return deadletter(body, topics, reason, received_at)
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
