@@ -76,7 +76,7 @@ class Stream:
     """Posts webhooks like the platform, recording what was acknowledged with 200."""
 
     url: str
-    token: str = "tok"
+    token: str = "tok-0123456789abcdef"
     rate: float = 150.0
     concurrency: int = 16
     acked: dict[str, bytes] = field(default_factory=dict)  # event id -> body
