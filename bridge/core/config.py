@@ -206,6 +206,12 @@ class IngressSettings:
     max_body_bytes: int = setting(
         "BRIDGE_MAX_BODY_BYTES", 1024 * 1024, integer(1024), "larger bodies get 413"
     )
+    max_inflight_bytes: int = setting(
+        "BRIDGE_MAX_INFLIGHT_BYTES",
+        16 * 1024 * 1024,
+        integer(1024),
+        "bytes of bodies read and normalized at once; beyond it 503 with Retry-After",
+    )
     read_timeout: float = setting(
         "BRIDGE_HTTP_READ_TIMEOUT", 10.0, number(0.1), "seconds to receive a body"
     )

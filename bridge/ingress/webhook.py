@@ -10,6 +10,8 @@ take the record (the platform then retries). No unhandled exception ever becomes
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -39,6 +41,9 @@ STORE = web.AppKey[Store]("store")
 #: Event ids being stored right now: a repeat waits for the first instead of storing it twice.
 INFLIGHT = web.AppKey("inflight", dict[str, "asyncio.Future[None]"])
 LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
+BUDGET = web.AppKey["Budget"]("budget")
+#: Bodies larger than this are normalized in a worker thread, off the event loop.
+OFF_LOOP_BYTES = 64 * 1024
 
 _RETRY_AFTER = "5"
 
@@ -59,6 +64,7 @@ def make_webhook_app(
     app[RECENT] = RecentIds(settings.dedup_size, settings.dedup_ttl)
     app[STORE] = store
     app[INFLIGHT] = {}
+    app[BUDGET] = Budget(settings.max_inflight_bytes)
     app.on_startup.append(_remember_loop)
     app.router.add_post("/webhooks", handle_webhook)
     return app
@@ -103,6 +109,25 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
         return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
+    # Bytes in flight are bounded: reserve the declared length (else the body limit) up front.
+    budget = app[BUDGET]
+    reserved = length if length is not None else settings.max_body_bytes
+    if not budget.take(reserved):
+        metrics.child(metrics.webhook_rejections, "busy").inc()
+        metrics.child(metrics.webhooks, "none", "rejected").inc()
+        return _unavailable(), {"outcome": "rejected", "reason": "busy"}
+    try:
+        return await _admitted(request)
+    finally:
+        budget.give(reserved)
+        if budget.idle_after_large():
+            # Large bodies leave freed memory with the allocator: hand it back to the system.
+            await asyncio.to_thread(_trim_memory)
+
+
+async def _admitted(request: web.Request) -> tuple[web.Response, dict[str, object]]:
+    app = request.app
+    settings, metrics = app[SETTINGS], app[METRICS]
     try:
         if request.content.is_eof():  # the whole body came with the headers: no wait
             body = await request.read()
@@ -119,9 +144,14 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
             "reason": "timeout",
         }
 
+    encoding = request.headers.get("Content-Encoding", "")
+    args = (body, encoding, app[TOPICS], settings.max_body_bytes)
     try:
-        encoding = request.headers.get("Content-Encoding", "")
-        record = _normalize(body, encoding, app[TOPICS], settings.max_body_bytes)
+        if len(body) > OFF_LOOP_BYTES:  # parsing a large body would stall every other request
+            app[BUDGET].large = True
+            record = await asyncio.to_thread(_normalize, *args)
+        else:
+            record = _normalize(*args)
     except _TooLarge:
         return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
     fields: dict[str, object] = {
@@ -155,6 +185,52 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
     outcome = "deadletter" if record.label == "deadletter" and how == "published" else how
     metrics.child(metrics.webhooks, record.label, outcome).inc()
     return _accepted(how, record), {**fields, "outcome": outcome, "topic": record.topic}
+
+
+class Budget:
+    """Bytes of request bodies being read and normalized right now, against a limit.
+
+    A request that would pass the limit is refused (503, the platform retries) unless nothing is
+    in flight, so one body up to the body limit always gets through.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.large = False  # a large body was handled since memory was last given back
+
+    def take(self, size: int) -> bool:
+        if self.used and self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+    def idle_after_large(self) -> bool:
+        if self.used or not self.large:
+            return False
+        self.large = False
+        return True
+
+
+def _trim_memory() -> None:
+    """Return freed heap memory to the system (glibc ``malloc_trim``); a no-op elsewhere."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim  # noqa: B018 (present in glibc only)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _load_libc()
 
 
 class _TooLarge(Exception):

@@ -175,3 +175,46 @@ async def test_nesting_at_the_limit_is_an_event(server: Server) -> None:
     assert status == 200
     [record] = server.store.records
     assert record.topic == "t.events.typing"
+
+
+class GatedStore(Store):
+    """Holds every record until the gate opens: the bodies stay in flight meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = 0
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, record: Record) -> str:
+        self.waiting += 1
+        self.arrived.set()
+        await self.gate.wait()
+        return await super().__call__(record)
+
+
+async def test_bytes_in_flight_are_bounded_then_recover() -> None:
+    """Past BRIDGE_MAX_INFLIGHT_BYTES: 503 with Retry-After, counted as busy; then served again."""
+    settings = IngressSettings(
+        webhook_tokens=(Secret(TOKEN),), max_body_bytes=MAX_BODY, max_inflight_bytes=MAX_BODY
+    )
+    store, metrics = GatedStore(), Metrics()
+    test_server = TestServer(make_webhook_app(settings, Topics("t"), metrics, store))
+    await test_server.start_server()
+    server = Server(test_server, store, metrics)
+    try:
+        first = orjson.dumps({"type": "typing", "pad": "x" * (MAX_BODY // 2)})
+        second = orjson.dumps({"type": "custom", "pad": "y" * (MAX_BODY // 2)})
+        held = asyncio.create_task(server.send(POST + AUTH, first))
+        async with asyncio.timeout(5):
+            await store.arrived.wait()
+        status, _ = await server.send(POST + AUTH, second)
+        assert status == 503
+        assert server.metric('spotler_bridge_webhook_rejections_total{reason="busy"}') == 1
+        store.gate.set()
+        assert (await held)[0] == 200
+        status, _ = await server.send(POST + AUTH, second)  # the platform's retry
+        assert status == 200
+        assert [r.topic for r in store.records] == ["t.events.typing", "t.events.custom"]
+    finally:
+        await test_server.close()
