@@ -1,19 +1,17 @@
 """Webhook ingress: ``POST /webhooks``, from HTTP request to a durable record.
 
 Owns the HTTP side of ingress: authentication (bearer tokens, constant-time), size and time
-limits, duplicate detection, and the answer. Parsing is :mod:`bridge.ingress.normalize`'s job and
-durability is the :class:`~bridge.ingress.store.Durable` store's; this module only decides the
-status: 200 once the record is durable, 401/413/408 for requests it refuses, 503 when nothing could
-take the record (the platform then retries). No unhandled exception ever becomes a 500.
+limits, duplicate detection, and the answer. The memory budget and content decoding are
+:mod:`bridge.ingress.intake`'s, parsing is :mod:`bridge.ingress.normalize`'s job and durability is
+the :class:`~bridge.ingress.store.Durable` store's; this module only decides the status: 200 once
+the record is durable, 401/413/408 for requests it refuses, 503 when nothing could take the record
+or too many bytes are in flight (the platform then retries). No unhandled exception becomes a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -25,7 +23,13 @@ from bridge.core import auth
 from bridge.core.config import IngressSettings
 from bridge.core.dedup import RecentIds
 from bridge.core.errors import BridgeError
-from bridge.ingress.normalize import deadletter, normalize
+from bridge.ingress.intake import (
+    OFF_LOOP_BYTES,
+    Budget,
+    TooLarge,
+    decode_and_normalize,
+    trim_memory,
+)
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -41,9 +45,7 @@ STORE = web.AppKey[Store]("store")
 #: Event ids being stored right now: a repeat waits for the first instead of storing it twice.
 INFLIGHT = web.AppKey("inflight", dict[str, "asyncio.Future[None]"])
 LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
-BUDGET = web.AppKey["Budget"]("budget")
-#: Bodies larger than this are normalized in a worker thread, off the event loop.
-OFF_LOOP_BYTES = 64 * 1024
+BUDGET = web.AppKey("budget", Budget)
 
 _RETRY_AFTER = "5"
 
@@ -122,7 +124,7 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
         budget.give(reserved)
         if budget.idle_after_large():
             # Large bodies leave freed memory with the allocator: hand it back to the system.
-            await asyncio.to_thread(_trim_memory)
+            await asyncio.to_thread(trim_memory)
 
 
 async def _admitted(request: web.Request) -> tuple[web.Response, dict[str, object]]:
@@ -149,10 +151,10 @@ async def _admitted(request: web.Request) -> tuple[web.Response, dict[str, objec
     try:
         if len(body) > OFF_LOOP_BYTES:  # parsing a large body would stall every other request
             app[BUDGET].large = True
-            record = await asyncio.to_thread(_normalize, *args)
+            record = await asyncio.to_thread(decode_and_normalize, *args)
         else:
-            record = _normalize(*args)
-    except _TooLarge:
+            record = decode_and_normalize(*args)
+    except TooLarge:
         return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
     fields: dict[str, object] = {
         "event_type": record.label,
@@ -185,93 +187,6 @@ async def _admitted(request: web.Request) -> tuple[web.Response, dict[str, objec
     outcome = "deadletter" if record.label == "deadletter" and how == "published" else how
     metrics.child(metrics.webhooks, record.label, outcome).inc()
     return _accepted(how, record), {**fields, "outcome": outcome, "topic": record.topic}
-
-
-class Budget:
-    """Bytes of request bodies being read and normalized right now, against a limit.
-
-    A request that would pass the limit is refused (503, the platform retries) unless nothing is
-    in flight, so one body up to the body limit always gets through.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self.large = False  # a large body was handled since memory was last given back
-
-    def take(self, size: int) -> bool:
-        if self.used and self.used + size > self.limit:
-            return False
-        self.used += size
-        return True
-
-    def give(self, size: int) -> None:
-        self.used -= size
-
-    def idle_after_large(self) -> bool:
-        if self.used or not self.large:
-            return False
-        self.large = False
-        return True
-
-
-def _trim_memory() -> None:
-    """Return freed heap memory to the system (glibc ``malloc_trim``); a no-op elsewhere."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim  # noqa: B018 (present in glibc only)
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-_LIBC = _load_libc()
-
-
-class _TooLarge(Exception):
-    """A compressed body that decodes to more than the body limit (a gzip bomb)."""
-
-
-# wbits for zlib: gzip header, zlib header (what HTTP calls deflate), or raw deflate.
-_DECODERS: dict[str, tuple[int, ...]] = {
-    "gzip": (16 + zlib.MAX_WBITS,),
-    "x-gzip": (16 + zlib.MAX_WBITS,),
-    "deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS),
-}
-
-
-def _normalize(body: bytes, content_encoding: str, topics: Topics, limit: int) -> Record:
-    """Decode ``Content-Encoding`` within the body limit, then normalize.
-
-    A body that claims an encoding it does not decode with (or an encoding the bridge does not
-    know) is dead-lettered with the raw bytes, since the platform would retry a refusal forever;
-    one that decodes past ``limit`` bytes is refused with 413.
-    """
-    received_at = time.time()
-    encoding = content_encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return normalize(body, topics, received_at=received_at)
-    wbits_options = _DECODERS.get(encoding)
-    if wbits_options is None:
-        reason = f"unsupported Content-Encoding {encoding[:40]!r}"
-        return deadletter(body, topics, reason, received_at)
-    for wbits in wbits_options:
-        decoder = zlib.decompressobj(wbits)
-        try:
-            decoded = decoder.decompress(body, limit + 1)
-        except zlib.error:
-            continue
-        if len(decoded) > limit or decoder.unconsumed_tail:
-            raise _TooLarge
-        if decoder.eof and not decoder.unused_data:
-            return normalize(decoded, topics, received_at=received_at)
-    reason = f"body does not decode as Content-Encoding {encoding}"
-    return deadletter(body, topics, reason, received_at)
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
