@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import secrets
 import time
 from typing import Any
@@ -225,3 +227,14 @@ SEND_BODIES: dict[str, dict[str, Any]] = {
         }
     },
 }
+
+
+def canonical_hash(body: dict[str, Any]) -> str:
+    """docs/platform.md, "Event ids": sha256 of the body with sorted keys and no whitespace."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def message_event_id(body: dict[str, Any]) -> str:
+    """The event id README.md gives a message-like body: natural key, then canonical hash."""
+    return f"{body['type']}/{body['message']['id']}/sha256:{canonical_hash(body)}"

@@ -13,15 +13,19 @@ NON_CHANNEL_KINDS = frozenset({"agent", "ai", "team", "label", "list"})
 #: Channel kinds whose ids are phone numbers without '+'.
 PHONE_KINDS = frozenset({"whatsapp", "sms"})
 
-_JID = re.compile(r"^(?P<local>[^@\s/]{1,200})@(?P<kind>[a-z0-9][a-z0-9-]{0,62})\.eazy\.im$")
-_PHONE = re.compile(r"^[1-9][0-9]{5,19}$")
+# Matched whole (``fullmatch``: ``$`` would accept a trailing newline); the local part admits no
+# whitespace and no control character (C0, DEL, C1), which could split log lines or keys.
+_JID = re.compile(
+    r"(?P<local>[^@\s/\x00-\x1f\x7f-\x9f]{1,200})@(?P<kind>[a-z0-9][a-z0-9-]{0,62})\.eazy\.im"
+)
+_PHONE = re.compile(r"[1-9][0-9]{5,19}")
 
 
 def jid_kind(value: object) -> str | None:
     """The kind of a JID (``whatsapp``, ``apple``, ``agent``...), or None if it is not one."""
     if not isinstance(value, str):
         return None
-    m = _JID.match(value)
+    m = _JID.fullmatch(value)
     return m.group("kind") if m else None
 
 
@@ -35,13 +39,13 @@ def jid_problem(value: object, field: str) -> str | None:
     """Why ``value`` is not a valid channel/contact JID for ``field``, or None when it is."""
     if not isinstance(value, str):
         return f"{field}: must be a JID string"
-    m = _JID.match(value)
+    m = _JID.fullmatch(value)
     if not m:
         return f"{field}: {value[:80]!r} is not a JID like 31611111111@whatsapp.eazy.im"
     kind = m.group("kind")
     if kind in NON_CHANNEL_KINDS:
         return f"{field}: {kind} JIDs are not channels or contacts"
-    if kind in PHONE_KINDS and not _PHONE.match(m.group("local")):
+    if kind in PHONE_KINDS and not _PHONE.fullmatch(m.group("local")):
         return f"{field}: {kind} ids are phone numbers without '+'"
     return None
 

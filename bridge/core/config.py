@@ -145,6 +145,22 @@ def secrets(raw: str) -> tuple[Secret, ...]:
     return tuple(Secret(t.strip()) for t in raw.split(",") if t.strip())
 
 
+#: Shortest accepted webhook token: a guessable token is no authentication.
+MIN_TOKEN_LENGTH = 16
+
+
+def tokens(raw: str) -> tuple[Secret, ...]:
+    """Comma-separated bearer tokens, each at least :data:`MIN_TOKEN_LENGTH` characters."""
+    parsed = secrets(raw)
+    short = [str(n) for n, t in enumerate(parsed, 1) if len(t.reveal()) < MIN_TOKEN_LENGTH]
+    if short:
+        raise ValueError(
+            f"every token must be at least {MIN_TOKEN_LENGTH} characters "
+            f"(token {', '.join(short)} of {len(parsed)} is shorter)"
+        )
+    return parsed
+
+
 @dataclass(frozen=True, slots=True)
 class Variable:
     """One ``BRIDGE_*`` variable: where it lands in :class:`Settings` and its default."""
@@ -197,7 +213,7 @@ class IngressSettings:
     host: str = setting("BRIDGE_HTTP_HOST", "0.0.0.0", help="webhook listener address")
     port: int = setting("BRIDGE_HTTP_PORT", 8080, integer(0, 65535), "webhook listener port")
     webhook_tokens: tuple[Secret, ...] = setting(
-        "BRIDGE_WEBHOOK_TOKENS", (), secrets, "comma-separated accepted bearer tokens"
+        "BRIDGE_WEBHOOK_TOKENS", (), tokens, "comma-separated accepted bearer tokens"
     )
     webhook_auth: str = setting(
         "BRIDGE_WEBHOOK_AUTH",
@@ -207,6 +223,12 @@ class IngressSettings:
     )
     max_body_bytes: int = setting(
         "BRIDGE_MAX_BODY_BYTES", 1024 * 1024, integer(1024), "larger bodies get 413"
+    )
+    max_inflight_bytes: int = setting(
+        "BRIDGE_MAX_INFLIGHT_BYTES",
+        16 * 1024 * 1024,
+        integer(1024),
+        "bytes of bodies read and normalized at once; beyond it 503 with Retry-After",
     )
     read_timeout: float = setting(
         "BRIDGE_HTTP_READ_TIMEOUT", 10.0, number(0.1), "seconds to receive a body"
@@ -397,9 +419,20 @@ def variables(cls: type[Any] = Settings, prefix: str = "") -> Iterator[Variable]
         yield Variable(f.metadata["env"], prefix + f.name, f.default, f.metadata["help"])
 
 
+# ``scheme://userinfo@host``: credentials embedded in a URL (the password, or a lone token).
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/@\s]+)@")
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match["info"].partition(":")
+    return f"{match['scheme']}{user + ':****' if colon else '****'}@"
+
+
 def _masked(value: Any) -> Any:
     if isinstance(value, Secret):
         return "****"
+    if isinstance(value, str):
+        return _URL_CREDENTIALS.sub(_mask_userinfo, value)
     if isinstance(value, dict):
         return {k: _masked(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -44,6 +44,12 @@ _DIRECTIONS = {
 _DEFAULT_DIRECTION = {"echo": OUTBOUND}
 _MESSAGE_LIKE = frozenset({"message", "echo", "revoke"})
 _MAX_ID = 200
+#: Deepest nesting of a body that becomes an event (README.md, "Topics and records"): deeper
+#: bodies are dead-lettered raw, so that every event record stays renderable (orjson stops at 255).
+MAX_DEPTH = 64
+#: ``source`` when no channel JID can be found (an agent's echo may name only the contact).
+NO_CHANNEL_SOURCE = "/channels/unknown"
+_NO_CHANNEL = "no channel JID in the delivery; key left empty rather than the contact alone"
 # Unix seconds before 1990 or after 2200 are not plausible; larger values are milliseconds.
 _MIN_TS, _MAX_TS = 631_152_000, 7_258_118_400
 
@@ -63,6 +69,8 @@ def _normalize(body: bytes, topics: Topics, received_at: float) -> Record:
         return deadletter(body, topics, f"not valid JSON: {str(exc)[:200]}", received_at)
     if not isinstance(parsed, dict):
         return deadletter(body, topics, f"JSON {_json_kind(parsed)}, not an object", received_at)
+    if _deeper_than(parsed, MAX_DEPTH):
+        return deadletter(body, topics, f"nested deeper than {MAX_DEPTH} levels", received_at)
     event_type = parsed.get("type")
     if not isinstance(event_type, str) or not event_type:
         return deadletter(body, topics, "no string 'type' field", received_at)
@@ -94,10 +102,12 @@ def _event_record(
         data.update(details(doc))
     # The body exactly as received: orjson splices the original bytes in, unchanged.
     data["payload"] = orjson.Fragment(body)
-    event_id = f"{label}/{_natural_key(doc, event_type) or 'sha256:' + _canonical_hash(doc)}"
+    if channel is None:
+        data["channelMissing"] = _NO_CHANNEL
+    event_id = _event_id(doc, event_type, label)
     event = cloudevent(
         event_id=event_id,
-        source=f"/channels/{channel}" if channel else INGRESS_SOURCE,
+        source=f"/channels/{channel}" if channel else NO_CHANNEL_SOURCE,
         type_=WEBHOOK_TYPE_PREFIX + label,
         time=iso_time(occurred if occurred is not None else received_at),
         subject=contact,
@@ -265,21 +275,33 @@ _DETAILS = {
 }
 
 
-def _natural_key(doc: dict[str, Any], event_type: str) -> str | None:
-    """The de-duplication key docs/platform.md names for this event, when the body has one."""
+def _event_id(doc: dict[str, Any], event_type: str, label: str) -> str:
+    """``<type>/<natural key>[/<action>]/sha256:<canonical hash>`` (docs/platform.md, "Event ids").
+
+    The natural key and action make the id readable and group one object's events; the hash of
+    the canonical body makes it exact: retries (the same body, in any key order or whitespace)
+    share an id, and two deliveries that differ in anything else never do, so a note created,
+    pinned and deleted without an ``action`` field are three events, not one and two repeats.
+    """
+    parts = [label, *_natural_key(doc, event_type), "sha256:" + _canonical_hash(doc)]
+    return "/".join(parts)
+
+
+def _natural_key(doc: dict[str, Any], event_type: str) -> list[str]:
+    """The natural key docs/platform.md names for this event, plus the action the body names."""
     if event_type in _MESSAGE_LIKE:
-        return _short(_get(doc, "message", "id"))
+        message_id = _short(_get(doc, "message", "id"))
+        return [message_id] if message_id else []
     if event_type == "receipt":
         receipt = _receipt(doc)["receipt"]
-        message_id, status = _short(receipt["messageId"]), receipt["status"]
-        if message_id and isinstance(status, str):
-            return f"{message_id}/{status[:40]}"
+        message_id, status = _short(receipt["messageId"]), _short(receipt["status"])
+        return [message_id, status[:40]] if message_id and status else []
     if event_type == "note":
         note = _note(doc)
-        note_id, action = _short(_get(note["note"], "id")), note["action"]
+        note_id, action = _short(_get(note["note"], "id")), _short(note["action"])
         if note_id:
-            return f"{note_id}/{action[:40]}" if isinstance(action, str) else note_id
-    return None
+            return [note_id, action[:40]] if action else [note_id]
+    return []
 
 
 def _canonical_hash(doc: dict[str, Any]) -> str:
@@ -288,11 +310,11 @@ def _canonical_hash(doc: dict[str, Any]) -> str:
 
 
 def _key(channel: str | None, contact: str | None) -> bytes | None:
+    """``<channel>/<contact>``, the channel alone, or none: never the contact alone, which would
+    put part of one conversation on another partition (DESIGN.md, "Event records")."""
     if channel and contact:
         return f"{channel}/{contact}".encode()
-    if channel or contact:
-        return (channel or contact or "").encode()
-    return None
+    return channel.encode() if channel else None
 
 
 def _timestamp(value: object) -> float | None:
@@ -340,10 +362,25 @@ def _first(part: dict[str, Any], doc: dict[str, Any], *names: str) -> Any:
 
 
 def _short(value: object) -> str | None:
+    """A short id-like value for an event id, or None (too long, empty, or with a control
+    character or ``/``, which would make the id ambiguous or unsafe to print)."""
     if isinstance(value, str | int) and not isinstance(value, bool):
         text = str(value)
-        return text if 0 < len(text) <= _MAX_ID else None
+        if 0 < len(text) <= _MAX_ID and text.isprintable() and "/" not in text:
+            return text
     return None
+
+
+def _deeper_than(doc: object, limit: int) -> bool:
+    """Whether ``doc`` nests objects/arrays more than ``limit`` levels (iterative: no recursion)."""
+    stack: list[tuple[object, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        items = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in items if isinstance(v, dict | list))  # type: ignore[attr-defined]
+    return False
 
 
 def _json_kind(value: object) -> str:

@@ -1,10 +1,11 @@
 """Webhook ingress: ``POST /webhooks``, from HTTP request to a durable record.
 
 Owns the HTTP side of ingress: authentication (bearer tokens, constant-time), size and time
-limits, duplicate detection, and the answer. Parsing is :mod:`bridge.ingress.normalize`'s job and
-durability is the :class:`~bridge.ingress.store.Durable` store's; this module only decides the
-status: 200 once the record is durable, 401/413/408 for requests it refuses, 503 when nothing could
-take the record (the platform then retries). No unhandled exception ever becomes a 500.
+limits, duplicate detection, and the answer. The memory budget and content decoding are
+:mod:`bridge.ingress.intake`'s, parsing is :mod:`bridge.ingress.normalize`'s job and durability is
+the :class:`~bridge.ingress.store.Durable` store's; this module only decides the status: 200 once
+the record is durable, 401/413/408 for requests it refuses, 503 when nothing could take the record
+or too many bytes are in flight (the platform then retries). No unhandled exception becomes a 500.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from bridge.core import auth
 from bridge.core.config import IngressSettings
 from bridge.core.dedup import RecentIds
 from bridge.core.errors import BridgeError
-from bridge.ingress.normalize import normalize
+from bridge.ingress.intake import (
+    OFF_LOOP_BYTES,
+    Budget,
+    TooLarge,
+    decode_and_normalize,
+    trim_memory,
+)
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -38,6 +45,7 @@ STORE = web.AppKey[Store]("store")
 #: Event ids being stored right now: a repeat waits for the first instead of storing it twice.
 INFLIGHT = web.AppKey("inflight", dict[str, "asyncio.Future[None]"])
 LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
+BUDGET = web.AppKey("budget", Budget)
 
 _RETRY_AFTER = "5"
 
@@ -46,14 +54,19 @@ def make_webhook_app(
     settings: IngressSettings, topics: Topics, metrics: Metrics, store: Store
 ) -> web.Application:
     """The webhook app. ``store`` is where records go (Kafka, or Kafka with the spool)."""
-    # client_max_size makes aiohttp refuse larger bodies (413) even when chunked.
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    # client_max_size makes aiohttp refuse larger bodies (413) even when chunked. Bodies are
+    # read as sent (auto_decompress off) and decoded here: a body that claims gzip but does not
+    # decode must still reach the dead-letter topic with its raw bytes, which aiohttp discards.
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, handler_args={"auto_decompress": False}
+    )
     app[SETTINGS] = settings
     app[TOPICS] = topics
     app[METRICS] = metrics
     app[RECENT] = RecentIds(settings.dedup_size, settings.dedup_ttl)
     app[STORE] = store
     app[INFLIGHT] = {}
+    app[BUDGET] = Budget(settings.max_inflight_bytes)
     app.on_startup.append(_remember_loop)
     app.router.add_post("/webhooks", handle_webhook)
     return app
@@ -98,6 +111,25 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
     length = request.content_length
     if length is not None and length > settings.max_body_bytes:
         return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
+    # Bytes in flight are bounded: reserve the declared length (else the body limit) up front.
+    budget = app[BUDGET]
+    reserved = length if length is not None else settings.max_body_bytes
+    if not budget.take(reserved):
+        metrics.child(metrics.webhook_rejections, "busy").inc()
+        metrics.child(metrics.webhooks, "none", "rejected").inc()
+        return _unavailable(), {"outcome": "rejected", "reason": "busy"}
+    try:
+        return await _admitted(request)
+    finally:
+        budget.give(reserved)
+        if budget.idle_after_large():
+            # Large bodies leave freed memory with the allocator: hand it back to the system.
+            await asyncio.to_thread(trim_memory)
+
+
+async def _admitted(request: web.Request) -> tuple[web.Response, dict[str, object]]:
+    app = request.app
+    settings, metrics = app[SETTINGS], app[METRICS]
     try:
         if request.content.is_eof():  # the whole body came with the headers: no wait
             body = await request.read()
@@ -114,7 +146,16 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
             "reason": "timeout",
         }
 
-    record = normalize(body, app[TOPICS], received_at=time.time())
+    encoding = request.headers.get("Content-Encoding", "")
+    args = (body, encoding, app[TOPICS], settings.max_body_bytes)
+    try:
+        if len(body) > OFF_LOOP_BYTES:  # parsing a large body would stall every other request
+            app[BUDGET].large = True
+            record = await asyncio.to_thread(decode_and_normalize, *args)
+        else:
+            record = decode_and_normalize(*args)
+    except TooLarge:
+        return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
     fields: dict[str, object] = {
         "event_type": record.label,
         "event_id": record.event_id,

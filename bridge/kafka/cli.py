@@ -1,8 +1,9 @@
 """Operator tools on the bridge's topics: ``bridge tail`` and ``bridge produce``.
 
-``tail`` prints records one JSON line each, reading without a consumer group (nothing is
-committed, nobody else's offsets move). ``produce`` puts JSON lines from standard input on a
-topic, keyed ``<channelJid>/<contactJid>`` as the README asks of command producers.
+``tail`` prints records one JSON line each (a value it cannot render as JSON as raw text),
+reading without a consumer group (nothing is committed, nobody else's offsets move).
+``produce`` puts JSON lines from standard input on a topic, keyed
+``<channelJid>/<contactJid>`` as the README asks of command producers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import sys
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from bridge.contract.records import Topics
 from bridge.core.config import Settings
@@ -47,18 +48,7 @@ async def tail(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds or None):
                 async for msg in consumer:
-                    try:
-                        value = orjson.loads(msg.value)
-                    except orjson.JSONDecodeError:
-                        value = msg.value.decode("utf-8", "replace")
-                    line = {
-                        "topic": msg.topic,
-                        "partition": msg.partition,
-                        "offset": msg.offset,
-                        "key": msg.key.decode("utf-8", "replace") if msg.key else None,
-                        "value": value,
-                    }
-                    sys.stdout.write(orjson.dumps(line).decode() + "\n")
+                    sys.stdout.write(render(msg) + "\n")
                     sys.stdout.flush()
                     seen += 1
                     if limit and seen >= limit:
@@ -66,6 +56,24 @@ async def tail(
     finally:
         await consumer.stop()
     return 0
+
+
+def render(msg: ConsumerRecord[bytes, bytes]) -> str:
+    """One record as one JSON line; a value it cannot parse or re-encode (too deep, not JSON)
+    is printed as raw text instead, so ``tail`` never stops on a record."""
+    line = {
+        "topic": msg.topic,
+        "partition": msg.partition,
+        "offset": msg.offset,
+        "key": msg.key.decode("utf-8", "replace") if msg.key else None,
+        "value": None,
+    }
+    try:
+        line["value"] = orjson.loads(msg.value or b"")
+        return orjson.dumps(line).decode()
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        line["value"] = (msg.value or b"").decode("utf-8", "replace")
+        return orjson.dumps(line).decode()
 
 
 async def produce(settings: Settings, topic: str, lines: list[str]) -> int:

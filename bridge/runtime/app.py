@@ -31,7 +31,7 @@ from bridge.ingress.spool import Spool
 from bridge.ingress.store import Durable
 from bridge.ingress.webhook import make_webhook_app
 from bridge.kafka.producer import KafkaPublisher
-from bridge.runtime.ops import Health, make_ops_app
+from bridge.runtime.ops import Health, OpsSite, make_ops_app
 from bridge.telemetry import logs
 from bridge.telemetry.metrics import Metrics
 
@@ -58,7 +58,8 @@ def build(settings: Settings, role: Role) -> Parts:
     # A record holds the body twice at most (normalized message and verbatim payload).
     max_record = 2 * settings.ingress.max_body_bytes + 64 * 1024
     publisher = KafkaPublisher(settings.kafka, metrics, max_request_size=max_record)
-    ops = make_ops_app(metrics, health)
+    # The ops port gets the webhook port's timeout (see run()) and a connection bound.
+    ops = make_ops_app(metrics, health, keepalive_timeout=max(settings.ingress.read_timeout, 5.0))
     ops.cleanup_ctx.append(_publisher_ctx(publisher))
     if role in ("egress", "serve"):
         ops.cleanup_ctx.append(_egress_ctx(settings, metrics, publisher, health))
@@ -167,7 +168,7 @@ async def run(settings: Settings, role: Role) -> int:
     timeout = settings.shutdown_timeout
     ops_runner = web.AppRunner(parts.ops, handle_signals=False, access_log=None)
     await ops_runner.setup()
-    await web.TCPSite(ops_runner, host, settings.ops_port).start()
+    await OpsSite(ops_runner, host, settings.ops_port).start()
     hook_runner: web.AppRunner | None = None
     if parts.webhook is not None:
         hook_runner = web.AppRunner(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Coroutine, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bridge.core.config import Role, Settings
+from bridge.core.config import Role, Secret, Settings
 from bridge.core.errors import ConfigError
 from bridge.telemetry import logs
 
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(
             os.environ.get("BRIDGE_LOG_LEVEL", "info").lower(),
             os.environ.get("BRIDGE_LOG_FORMAT", "json").lower(),
+            secrets=_secret_values(sim),
         )
         return _run(run_simulator(sim))
 
@@ -72,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(orjson.dumps(settings.masked(), option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")
         return 0
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log_level, settings.log_format, secrets=_secret_values(settings))
     if args.command == "tail":
         from bridge.kafka.cli import tail
 
@@ -85,6 +87,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bridge.runtime.app import run
 
     return _run(run(settings, role))
+
+
+def _secret_values(settings: object) -> list[str]:
+    """Every :class:`Secret` in a settings tree, revealed, for the log redactor only."""
+    found: list[str] = []
+    stack: list[object] = [settings]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Secret):
+            found.append(value.reveal())
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            stack.extend(getattr(value, f.name) for f in dataclasses.fields(value))
+        elif isinstance(value, tuple | list):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+    return found
 
 
 def _run(coro: Coroutine[Any, Any, int | None]) -> int:

@@ -1,7 +1,12 @@
 """Logging: structlog configured once, from the command line entry point, never at import.
 
 One JSON line per unit of work (a webhook delivery, a command) on stdout. Message bodies,
-tokens and keys are never passed to an info-level log call anywhere in the package.
+tokens and keys are never passed to an info-level log call anywhere in the package, and what
+reaches the output anyway (a library's message quoting a malformed header, a traceback) passes
+:class:`Redactor` on the way out: the configured secrets and the values of credential headers
+become ``****`` in every line, ours and the libraries' (stdlib logging, e.g. aiohttp and
+aiokafka). Tracebacks never show frame locals. Text output (the console format, and library
+lines on stderr) escapes control characters, so a hostile value cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -9,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import re
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, BinaryIO
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 import structlog
@@ -25,22 +32,32 @@ _LEVELS = {
 }
 
 
-def configure(level: str = "info", fmt: str = "json") -> None:
-    """Set up structlog (and route stdlib logging, e.g. aiokafka's, through the same level)."""
+def configure(level: str = "info", fmt: str = "json", secrets: Iterable[str] = ()) -> None:
+    """Set up structlog (and route stdlib logging, e.g. aiokafka's, through the same level).
+
+    ``secrets`` are the configured tokens and keys: they never appear in any log line.
+    """
     numeric = _LEVELS.get(level, logging.INFO)
+    redact = Redactor(secrets)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if fmt == "console":
-        processors: list[structlog.typing.Processor] = [*shared, structlog.dev.ConsoleRenderer()]
+        console = structlog.dev.ConsoleRenderer(exception_formatter=plain_traceback)
+        processors: list[structlog.typing.Processor] = [
+            *shared,
+            escape_values,
+            lambda logger, name, event: redact(console(logger, name, event)),
+        ]
         factory: structlog.typing.WrappedLogger = structlog.PrintLoggerFactory(sys.stdout)
     else:
+        render_json = structlog.processors.JSONRenderer(serializer=orjson.dumps)
         processors = [
             *shared,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+            lambda logger, name, event: redact.bytes(_as_bytes(render_json(logger, name, event))),
         ]
         sink = CoalescingLogger(sys.stdout.buffer)
         _SINKS.append(sink)
@@ -61,6 +78,93 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RepeatFilter())
+        handler.addFilter(RedactFilter(redact))
+
+
+#: Headers whose values are credentials, however a library quotes them (``Name: value``,
+#: ``'Name': 'value'``, ``b'Name: value'``), and bearer/basic credentials anywhere.
+_CREDENTIALS = re.compile(
+    r"(?i)(?P<name>\b(?:proxy-)?authorization|\bx-api-key|\bapi[-_]key|\bcookie|\bset-cookie)"
+    r"(?P<sep>['\"]?\s*[:=]\s*b?['\"]?)(?P<value>[^'\"\r\n,}]+)"
+    r"|(?P<scheme>\b(?:bearer|basic)\s+)(?P<token>[^\s'\"\\,}]+)"
+)
+# Control characters (C0 but newline, DEL, C1) as escapes; tracebacks keep their newlines.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))}
+_CONTROLS_BUT_NEWLINE = {c: e for c, e in _CONTROLS.items() if c != 0x0A}
+
+
+def _as_bytes(line: str | bytes) -> bytes:
+    return line.encode() if isinstance(line, str) else line
+
+
+class Redactor:
+    """Replaces the configured secrets and credential header values with ``****``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so that a secret containing another is replaced whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "****")
+        return _CREDENTIALS.sub(_mask, text)
+
+    def bytes(self, line: bytes) -> bytes:
+        if not self._secrets and not _MAY_HOLD_CREDENTIALS.search(line):
+            return line  # the common case: one cheap scan, no decoding
+        return self(line.decode("utf-8", "replace")).encode()
+
+
+_MAY_HOLD_CREDENTIALS = re.compile(rb"(?i)authorization|api[-_]key|cookie|bearer|basic")
+
+
+def _mask(match: re.Match[str]) -> str:
+    if match["name"]:
+        return f"{match['name']}{match['sep']}****"
+    return f"{match['scheme']}****"
+
+
+def escape_controls(text: str, keep_newlines: bool = False) -> str:
+    """``text`` with control characters and ANSI escapes shown as ``\\xNN``."""
+    return text.translate(_CONTROLS_BUT_NEWLINE if keep_newlines else _CONTROLS)
+
+
+def escape_values(
+    logger: object, name: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """structlog processor for text output: escape control characters in every string value."""
+    for key, value in event.items():
+        # Other values are shown by repr(), which escapes control characters in strings itself.
+        if isinstance(value, str):
+            event[key] = escape_controls(value, keep_newlines=key == "exception")
+    return event
+
+
+def plain_traceback(sio: TextIO, exc_info: structlog.typing.ExcInfo) -> None:
+    """Console tracebacks: the standard format, never frame locals (rich would print them)."""
+    text = "".join(traceback.format_exception(*exc_info))
+    sio.write("\n" + escape_controls(text, keep_newlines=True))
+
+
+class RedactFilter(logging.Filter):
+    """For stdlib records (libraries): redact, and escape control characters, message and
+    traceback alike, before any handler formats them."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = escape_controls(self._redact(record.getMessage()))
+        record.args = ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = escape_controls(self._redact(record.exc_text), keep_newlines=True)
+        if record.stack_info:
+            record.stack_info = escape_controls(self._redact(record.stack_info), True)
+        return True
 
 
 class CoalescingLogger:

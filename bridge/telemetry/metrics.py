@@ -83,7 +83,7 @@ class Metrics:
         self.webhook_rejections = Counter(
             p + "webhook_rejections",
             "Webhook requests refused before reading the event, by reason "
-            "(unauthorized, too_large, timeout).",
+            "(unauthorized, too_large, timeout, busy).",
             ["reason"],
             registry=r,
         )
@@ -242,7 +242,7 @@ class Metrics:
         for outcome in ("deadletter", "dropped"):
             self.records_set_aside.labels(outcome)
         self.webhooks.labels("none", "rejected")
-        for reason in ("unauthorized", "too_large", "timeout"):
+        for reason in ("unauthorized", "too_large", "timeout", "busy"):
             self.webhook_rejections.labels(reason)
         for command in ("send-message", "update-conversation"):
             for outcome in ("succeeded", "failed", "deadletter", "expired", "duplicate"):

@@ -27,7 +27,7 @@ from tests.integration.procs import ProcessFactory
 REPO = Path(__file__).resolve().parents[2]
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789"
 SIM_KEY = "sim-key"
 PARTITIONS = 3
 T = TypeVar("T")

@@ -76,7 +76,7 @@ class Stream:
     """Posts webhooks like the platform, recording what was acknowledged with 200."""
 
     url: str
-    token: str = "tok"
+    token: str = "tok-0123456789abcdef"
     rate: float = 150.0
     concurrency: int = 16
     acked: dict[str, bytes] = field(default_factory=dict)  # event id -> body
@@ -89,7 +89,7 @@ class Stream:
         kind = list(samples.MESSAGE_PARTS)[n % len(samples.MESSAGE_PARTS)]
         body = samples.message_body(kind, contact=f"316{n % 25:08d}@whatsapp.eazy.im")
         raw = orjson.dumps(body)
-        event_id = f"message/{body['message']['id']}"
+        event_id = samples.message_event_id(body)
         self.sent.add(event_id)
         try:
             async with http.post(

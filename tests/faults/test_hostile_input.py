@@ -20,7 +20,7 @@ from tests.faults.conftest import Stream, conservation
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-TOKEN = "hostile-token"
+TOKEN = "hostile-token-0123456789"
 json_leaf = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=50)
 json_value = st.recursive(
     json_leaf | st.floats(allow_nan=False, allow_infinity=False),

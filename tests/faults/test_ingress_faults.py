@@ -23,7 +23,7 @@ def make_ingress(procs: ProcessFactory, broker: OwnKafka, prefix: str, **env: st
         "ingress",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
         BRIDGE_TOPIC_PREFIX=prefix,
-        BRIDGE_WEBHOOK_TOKENS="tok",
+        BRIDGE_WEBHOOK_TOKENS="tok-0123456789abcdef",
         BRIDGE_PUBLISH_TIMEOUT="0.5",
         BRIDGE_SHUTDOWN_TIMEOUT="10",
         BRIDGE_LOG_LEVEL="warning",

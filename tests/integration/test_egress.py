@@ -359,7 +359,7 @@ async def test_expired_and_cloudevent_commands(procs, kafka, prefix, sim) -> Non
 
 async def test_results_match_receipts_from_ingress(procs, kafka, prefix) -> None:
     """The messageId in a result is the id the receipt webhooks carry (the full loop)."""
-    ingress_port_env = {"BRIDGE_WEBHOOK_TOKENS": "loop-token"}
+    ingress_port_env = {"BRIDGE_WEBHOOK_TOKENS": "loop-token-0123456789"}
     bridge = procs.make(
         "serve",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=kafka,
@@ -371,7 +371,7 @@ async def test_results_match_receipts_from_ingress(procs, kafka, prefix) -> None
     sim = await start_simulator(
         procs,
         SIMULATOR_WEBHOOK_URL=f"{bridge.url}/webhooks",
-        SIMULATOR_WEBHOOK_HEADERS='{"Authorization": "Bearer loop-token"}',
+        SIMULATOR_WEBHOOK_HEADERS='{"Authorization": "Bearer loop-token-0123456789"}',
     )
     bridge.env["BRIDGE_SPOTLER_API_URL"] = sim.api_url
     await bridge.start()

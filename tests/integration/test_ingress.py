@@ -24,7 +24,7 @@ async def start_ingress(procs: ProcessFactory, kafka: str, prefix: str, **env: s
         "ingress",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=kafka,
         BRIDGE_TOPIC_PREFIX=prefix,
-        BRIDGE_WEBHOOK_TOKENS="tok,tok2",
+        BRIDGE_WEBHOOK_TOKENS="tok-0123456789abcdef,tok2-0123456789abcdef",
         **env,
     )
     await bridge.start()
@@ -48,7 +48,7 @@ async def test_message_round_trip(procs, kafka, prefix, event_schema) -> None:
     assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
     event = value(record)
     event_schema.validate(event)
-    assert event["id"] == answer["id"] == "message/26145a84-49f3-4c3c-a99b-98f932cae585"
+    assert event["id"] == answer["id"] == samples.message_event_id(samples.CONFIRMED_MESSAGE)
     assert event["source"] == f"/channels/{channel}"
     assert event["type"] == "im.eazy.webhook.message"
     assert event["subject"] == contact
@@ -97,7 +97,7 @@ async def test_rejections_publish_nothing(procs, kafka, prefix) -> None:
     assert (await post(url, good, token="nope"))[0] == 401
     big = orjson.dumps({"type": "message", "pad": "x" * 4096})
     assert (await post(url, big))[0] == 413
-    assert (await post(url, good, token="tok2"))[0] == 200
+    assert (await post(url, good, token="tok2-0123456789abcdef"))[0] == 200
     records = await consume(kafka, Topics(prefix).all_event_topics(), count=1, settle=2.0)
     assert [r.topic for r in records] == [f"{prefix}.events.message"]
     metrics = await bridge.metrics()
@@ -150,7 +150,7 @@ async def test_spool_takes_deliveries_when_kafka_is_unreachable(procs, kafka, pr
         "ingress",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=dead,
         BRIDGE_TOPIC_PREFIX=prefix,
-        BRIDGE_WEBHOOK_TOKENS="tok",
+        BRIDGE_WEBHOOK_TOKENS="tok-0123456789abcdef",
         BRIDGE_PUBLISH_TIMEOUT="0.5",
         BRIDGE_SPOOL_MAX_BYTES=str(1024 * 1024),
     )
@@ -182,7 +182,7 @@ async def test_spooled_records_reach_kafka_after_restart(procs, kafka, prefix) -
         "ingress",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=dead,
         BRIDGE_TOPIC_PREFIX=prefix,
-        BRIDGE_WEBHOOK_TOKENS="tok",
+        BRIDGE_WEBHOOK_TOKENS="tok-0123456789abcdef",
         BRIDGE_PUBLISH_TIMEOUT="0.3",
         BRIDGE_SHUTDOWN_TIMEOUT="4",
     )
@@ -196,7 +196,7 @@ async def test_spooled_records_reach_kafka_after_restart(procs, kafka, prefix) -
         "ingress",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=kafka,
         BRIDGE_TOPIC_PREFIX=prefix,
-        BRIDGE_WEBHOOK_TOKENS="tok",
+        BRIDGE_WEBHOOK_TOKENS="tok-0123456789abcdef",
         BRIDGE_SPOOL_DIR=first.env["BRIDGE_SPOOL_DIR"],
     )
     await second.start()

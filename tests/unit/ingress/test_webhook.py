@@ -18,8 +18,8 @@ from bridge.ingress.webhook import make_webhook_app
 from bridge.telemetry.metrics import Metrics
 from tests import samples
 
-TOKENS = (Secret("old-token"), Secret("new-token"))
-AUTH = {"Authorization": "Bearer new-token"}
+TOKENS = (Secret("old-token-0123456789"), Secret("new-token-0123456789"))
+AUTH = {"Authorization": "Bearer new-token-0123456789"}
 
 
 class FakeStore:
@@ -72,7 +72,7 @@ async def test_published_delivery_gets_200(make_client: MakeClient) -> None:
     body = samples.message_body("text")
     resp = await client.post("/webhooks", data=orjson.dumps(body), headers=AUTH)
     assert resp.status == 200
-    assert await resp.json() == {"status": "published", "id": f"message/{body['message']['id']}"}
+    assert await resp.json() == {"status": "published", "id": samples.message_event_id(body)}
     assert [r.topic for r in store.records] == ["t.events.message"]
     assert (
         metric(metrics, 'spotler_bridge_webhooks_total{event="message",outcome="published"}') == 1
@@ -84,10 +84,10 @@ async def test_published_delivery_gets_200(make_client: MakeClient) -> None:
     [
         {},
         {"Authorization": "Bearer wrong"},
-        {"Authorization": "Basic new-token"},
+        {"Authorization": "Basic new-token-0123456789"},
         {"Authorization": "Bearer"},
-        {"Authorization": "new-token"},
-        {"Authorization": "Bearer new-token-and-more"},
+        {"Authorization": "new-token-0123456789"},
+        {"Authorization": "Bearer new-token-0123456789-and-more"},
     ],
 )
 async def test_bad_or_missing_token_is_401(
@@ -104,7 +104,7 @@ async def test_bad_or_missing_token_is_401(
 async def test_every_configured_token_is_accepted(make_client: MakeClient) -> None:
     """Several tokens are accepted at once, so a secret can be rotated without downtime."""
     client, store, _ = await make_client()
-    for token in ("old-token", "new-token"):
+    for token in ("old-token-0123456789", "new-token-0123456789"):
         resp = await client.post(
             "/webhooks",
             data=b'{"type": "typing", "n": "%s"}' % token.encode(),
@@ -236,7 +236,7 @@ async def test_one_log_line_per_delivery_without_body_or_token(make_client: Make
     assert logs[1]["outcome"] == "rejected"
     text = repr(logs)
     assert "PRIVATE-TEXT-4711" not in text
-    assert "new-token" not in text
+    assert "new-token-0123456789" not in text
 
 
 async def test_concurrent_repeats_are_stored_once(make_client: MakeClient) -> None:
