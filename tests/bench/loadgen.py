@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--templates", required=True)
     parser.add_argument("--nonce", required=True)
-    parser.add_argument("--token", default="bench-token")
+    parser.add_argument("--token", default="bench-token-0123456789")
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--max-outstanding", type=int, default=20_000)
     parser.add_argument("--drain-timeout", type=float, default=30.0)
