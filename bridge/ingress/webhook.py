@@ -172,7 +172,9 @@ async def _admitted(request: web.Request) -> tuple[web.Response, dict[str, objec
         how = await app[STORE](record)
     except BridgeError as exc:
         metrics.child(metrics.webhooks, record.label, "unavailable").inc()
-        log.warning("webhook.not_durable", event_id=record.event_id, error=str(exc))
+        # Debug only: the delivery's own line says outcome=unavailable, and the spool logs its
+        # change of state (unwritable, writable) once, not once per refused request.
+        log.debug("webhook.not_durable", event_id=record.event_id, error=str(exc))
         return _unavailable(), {**fields, "outcome": "unavailable"}
     except Exception:
         # Never a 500: the delivery is not durable, so ask the platform to retry it.
