@@ -226,15 +226,14 @@ class Simulator:
 
 async def start_simulator(procs: ProcessFactory, **env: str) -> Simulator:
     port = free_port()
-    proc = procs.make(
-        "simulator",
-        SIMULATOR_PORT=str(port),
-        SIMULATOR_API_KEYS="sim-key",
-        SIMULATOR_RECEIPT_DELAY="0.05",
-        SIMULATOR_RETRY_BASE="0.05",
-        SIMULATOR_RETRY_MAX="0.5",
-        **env,
-    )
+    settings = {
+        "SIMULATOR_PORT": str(port),
+        "SIMULATOR_API_KEYS": "sim-key",
+        "SIMULATOR_RECEIPT_DELAY": "0.05",
+        "SIMULATOR_RETRY_BASE": "0.05",
+        "SIMULATOR_RETRY_MAX": "0.5",
+    }
+    proc = procs.make("simulator", **{**settings, **env})
     await proc.start()
     deadline = asyncio.get_running_loop().time() + 20
     async with aiohttp.ClientSession() as http:
