@@ -58,6 +58,19 @@ class InvalidCommand(BridgeError):
 
 # Platform error codes (api-v3-reference "Error codes") that can succeed when tried again.
 RETRIABLE_CODES = frozenset({1003, 1004, 1012})
+# Every documented code ("Error codes": 1001-1015); a code outside it does not decide.
+DOCUMENTED_CODES = frozenset(range(1001, 1016))
+
+
+def _retriable(status: int, code: int | None, *, network: bool) -> bool:
+    """DESIGN.md "Egress": the platform code decides first, then the HTTP status (a 500
+    carrying 1005 is not retried; 408 and a 5xx without a code are). Network errors, timeouts
+    and 429 always retry."""
+    if network or status == 429:
+        return True
+    if code in DOCUMENTED_CODES:
+        return code in RETRIABLE_CODES
+    return status == 408 or status >= 500
 
 
 class ApiError(BridgeError):
@@ -79,6 +92,5 @@ class ApiError(BridgeError):
         self.trace_id = trace_id
         self.retry_after = retry_after
         self.network = network
-        # Network errors, timeouts, 429, 5xx and codes 1003/1004/1012 retry; nothing else.
-        self.retriable = network or status == 429 or status >= 500 or code in RETRIABLE_CODES
+        self.retriable = _retriable(status, code, network=network)
         super().__init__(f"HTTP {status} code {code}: {message}")
