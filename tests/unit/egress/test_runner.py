@@ -135,10 +135,9 @@ async def test_attempts_are_bounded_by_max_attempts(max_attempts: int) -> None:
 
 
 async def test_retry_deadline_stops_retrying() -> None:
-    """A retry that would end past the retry deadline is not made."""
-    h = Harness(
-        FakeApi(ApiError(503, 1003, "down")), retry_deadline=0.1, backoff_base=5.0, backoff_max=10.0
-    )
+    """A retry that would start past the retry deadline is not made (Retry-After, not jittered
+    backoff, sets the wait, so the test is deterministic)."""
+    h = Harness(FakeApi(ApiError(429, 1003, "slow", retry_after=5.0)), retry_deadline=0.1)
     assert await h.runner.run(position(), "send-message", None, command()) == "failed"
     assert len(h.api.calls) == 1
 
