@@ -5,11 +5,12 @@
 #   make test      every test against a real Kafka broker
 #   make run       Kafka, the simulator and `bridge serve`, wired together, in the foreground
 #   make bench     the benchmark harness (tests/bench)
+#   make mutants   mutation testing of the pure core (mutmut, pinned; slow, not part of CI)
 VENV ?= .venv
 BIN := $(VENV)/bin
 export PY := $(BIN)/python
 
-.PHONY: install lock lint format typecheck test unit check deploy-check tools kafka-up kafka-down run bench clean
+.PHONY: install lock lint format typecheck test unit check deploy-check tools kafka-up kafka-down run bench mutants clean
 
 install: $(VENV)/.installed
 
@@ -66,5 +67,12 @@ run: install
 bench: install
 	$(BIN)/python -m tests.bench
 
+MUTMUT_VERSION := 3.3.1
+# MODULE=bridge/core/errors.py limits a run to one module of [tool.mutmut] paths_to_mutate.
+mutants: install
+	$(BIN)/pip install -q "mutmut==$(MUTMUT_VERSION)"
+	$(BIN)/mutmut run $(if $(MODULE),"$(subst /,.,$(basename $(MODULE))).*",)
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .kafka .kafka-test .tools var
+	rm -rf mutants $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .kafka .kafka-test .tools var

@@ -44,7 +44,8 @@ def parse_cloudevent(headers: Any, key: bytes | None, value: bytes) -> Any:
     return from_kafka_event(KafkaMessage(headers=dict(headers), key=key, value=value))
 
 
-KAFKA = os.environ.get("BRIDGE_TEST_KAFKA", "127.0.0.1:9092")
+# The broker scripts/test.sh starts (port 39092), never the `make run` broker on 9092.
+KAFKA = os.environ.get("BRIDGE_TEST_KAFKA", "127.0.0.1:39092")
 
 
 @pytest.fixture(scope="session")

@@ -160,7 +160,12 @@ SEND_BODIES: dict[str, dict[str, Any]] = {
     "template": {
         "message": {
             "type": "template",
-            "template": {"name": "hello", "language": "en", "parameters": ["Jan"]},
+            # "Read templates": delivery_notification (en) is APPROVED with {{1}} and {{2}}.
+            "template": {
+                "name": "delivery_notification",
+                "language": "en",
+                "parameters": ["Jan", "51616"],
+            },
         }
     },
     "button": {

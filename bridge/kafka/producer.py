@@ -3,7 +3,7 @@
 Owns the one :class:`aiokafka.AIOKafkaProducer` of a process. Connecting is retried in the
 background (the process starts, and is not ready, while Kafka is away); every aiokafka error is
 translated here into :class:`~bridge.core.errors.PublishError`, so nothing above this module knows
-aiokafka. ``InMemoryPublisher`` is the fake for tests that do not need a broker.
+aiokafka. The broker-free fake publisher for tests is in ``tests/fakes.py``.
 """
 
 from __future__ import annotations
@@ -200,17 +200,3 @@ class KafkaPublisher:
         if producer is not None:
             await producer.stop()
             log.info("kafka.producer_closed")
-
-
-class InMemoryPublisher:
-    """A publisher that keeps records in a list (tests of code above Kafka)."""
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.connected = True
-        self.fail_with: Exception | None = None
-
-    async def publish(self, record: Record, *, timeout: float) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.records.append(record)

@@ -13,9 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.contract.jids import conversation_problem, jid_problem
-from bridge.egress.validation import MEDIA_TYPES, is_http_url, message_problems
-from bridge.simulator import events
+from bridge.simulator import checks, events, rules
 from bridge.simulator.emitter import EMITTER
 from bridge.simulator.faults import FaultConfig
 from bridge.simulator.responses import json_response, read_json, read_object, validation_error
@@ -56,13 +54,13 @@ async def get_messages(request: web.Request) -> web.Response:
 
 
 def _inbound_media(kind: str, media: Any, message_id: str) -> dict[str, Any] | None:
-    if kind not in MEDIA_TYPES:
+    if kind not in rules.MEDIA_TYPES:
         if media is not None:
             raise validation_error("media: only for media messages")
         return None
     if media is None:  # a placeholder where the real platform would host the file
         return {"size": 0, "url": f"https://media.simulator.invalid/{message_id}"}
-    if not isinstance(media, dict) or not is_http_url(media.get("url")):
+    if not isinstance(media, dict) or not checks.is_http_url(media.get("url")):
         raise validation_error('media: must be an object like {"url": "https://...", "size": 1}')
     size = media.get("size", 0)
     if isinstance(size, bool) or not isinstance(size, int) or size < 0 or len(media) > 2:
@@ -76,10 +74,8 @@ async def inbound(request: web.Request) -> web.Response:
     for key in body:
         if key not in INBOUND_FIELDS:
             raise validation_error(f"{key}: unknown field; allowed: {', '.join(INBOUND_FIELDS)}")
-    channel, contact = body.get("channelJid"), body.get("contactJid")
-    problem = conversation_problem(channel, contact)
-    if problem or not isinstance(channel, str) or not isinstance(contact, str):
-        raise validation_error(problem or "channelJid, contactJid: required")
+    channel = checks.check_jid(body.get("channelJid"), "channelJid")
+    contact = checks.check_jid(body.get("contactJid"), "contactJid")
     message = body.get("message")
     if not isinstance(message, dict):
         raise validation_error("message: must be an object")
@@ -87,9 +83,7 @@ async def inbound(request: web.Request) -> web.Response:
     message_id = message.pop("id", None) or secrets.token_hex(20)
     if not isinstance(message_id, str):
         raise validation_error("message.id: must be a string")
-    problems = message_problems(message)
-    if problems:
-        raise validation_error(problems[0])
+    checks.check_message(message)
     for key in ("name", "locale"):
         if body.get(key) is not None and not isinstance(body[key], str):
             raise validation_error(f"{key}: must be a string")
@@ -118,10 +112,7 @@ async def emit_event(request: web.Request) -> web.Response:
     for key in body:
         if key not in ("channelJid", "body"):
             raise validation_error(f"{key}: unknown field; allowed: channelJid, body")
-    channel, event = body.get("channelJid"), body.get("body")
-    problem = jid_problem(channel, "channelJid")
-    if problem or not isinstance(channel, str):
-        raise validation_error(problem or "channelJid: required")
+    channel, event = checks.check_jid(body.get("channelJid"), "channelJid"), body.get("body")
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         raise validation_error('body: must be an object with a string "type"')
     count = request.app[EMITTER].emit(channel, event)

@@ -1,9 +1,9 @@
 """The simulated platform endpoints: send messages, read and update conversations.
 
 Owns ``/v3/channels/{channelJid}/messages/{contactJid}`` and
-``/v3/channels/{channelJid}/conversations/{contactJid}``. Requests are checked with the same
-rules egress uses (:mod:`bridge.egress.validation`); authentication, faults and error formatting are
-the middleware's.
+``/v3/channels/{channelJid}/conversations/{contactJid}``. Requests are checked against the
+reference's rules as the simulator transcribed them (:mod:`bridge.simulator.checks`), never the
+bridge's; authentication, scopes, faults and error formatting are the middleware's.
 """
 
 from __future__ import annotations
@@ -14,61 +14,25 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.contract.jids import conversation_problem
-from bridge.egress.validation import conversation_changes_problems, send_body_problems
-from bridge.simulator import events
+from bridge.simulator import checks, events
 from bridge.simulator.emitter import EMITTER
-from bridge.simulator.responses import (
-    ApiProblem,
-    json_response,
-    not_found,
-    read_json,
-    validation_error,
-)
-from bridge.simulator.state import STATE, TEMPLATES
+from bridge.simulator.responses import json_response, not_found, read_json
+from bridge.simulator.state import STATE
 
 
 def _jids(request: web.Request) -> tuple[str, str]:
-    channel = request.match_info["channelJid"]
-    contact = request.match_info["contactJid"]
-    problem = conversation_problem(channel, contact)
-    if problem:
-        raise validation_error(problem)
+    channel = checks.check_jid(request.match_info["channelJid"], "channelJid")
+    contact = checks.check_jid(request.match_info["contactJid"], "contactJid")
     return channel, contact
-
-
-def _check_template(template: dict[str, Any]) -> None:
-    """1006 for an unknown template or language, 1013 for a wrong number of parameters."""
-    name, language = template["name"], template["language"]
-    languages = TEMPLATES.get(name)
-    if languages is None:
-        raise ApiProblem(400, 1006, f"Template name does not exist: {name!r}")
-    if language not in languages:
-        raise ApiProblem(400, 1006, f"Template {name!r} has no translation for {language!r}")
-    if "parameters" in template:
-        given = len(template.get("parameters") or ())
-    else:
-        components = template.get("components") or ()
-        given = sum(len(c.get("parameters") or ()) for c in components)
-    expected = languages[language]
-    if given != expected:
-        raise ApiProblem(
-            400,
-            1013,
-            f"Parameter count mismatch: template {name!r} takes {expected}, got {given}",
-        )
 
 
 async def send_message(request: web.Request) -> web.Response:
     channel, contact = _jids(request)
-    body = await read_json(request)
-    problems = send_body_problems(body)
-    if problems:
-        raise validation_error(problems[0])
+    body = checks.check_send_body(await read_json(request))
     message = body["message"]
-    if message["type"] == "template":
-        _check_template(message["template"])
     state = request.app[STATE]
+    if message["type"] == "template":
+        checks.check_template(message["template"], state.templates)
     message_id = secrets.token_hex(20)
     now = time.time()
     conversation = state.conversation(channel, contact)
@@ -95,10 +59,7 @@ async def patch_conversation(request: web.Request) -> web.Response:
     conversation = request.app[STATE].conversations.get((channel, contact))
     if conversation is None:
         raise not_found("Conversation not found")
-    changes = await read_json(request)
-    problems = conversation_changes_problems(changes)
-    if problems:
-        raise validation_error(problems[0])
+    changes = checks.check_conversation_changes(await read_json(request))
     emitter = request.app[EMITTER]
     if "assignee" in changes and changes["assignee"] != conversation.assignee:
         conversation.assignee = changes["assignee"]
@@ -113,15 +74,6 @@ async def patch_conversation(request: web.Request) -> web.Response:
     if "unreadCount" in changes:
         conversation.unread_count = changes["unreadCount"]
     return json_response(conversation.to_json())
-
-
-def add_routes(app: web.Application) -> None:
-    conversation = "/v3/channels/{channelJid}/conversations/{contactJid}"
-    app.router.add_post(
-        "/v3/channels/{channelJid}/messages/{contactJid}", send_message, name="send_message"
-    )
-    app.router.add_get(conversation, get_conversation, name="get_conversation")
-    app.router.add_patch(conversation, patch_conversation, name="patch_conversation")
 
 
 #: Routes that ``/_sim/faults`` applies to.

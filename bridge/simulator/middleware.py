@@ -2,8 +2,10 @@
 
 Owns what happens around every handler. API requests (everything outside ``/_sim``) are
 recorded with their answer, need ``Authorization: Bearer <key>`` (compared in constant time),
-and may be faulted (send-message and conversation routes only). Every failure, from any route,
-is answered in the platform's error format; unknown routes and methods are 404/1009.
+must be within the key's scope and channels (1002 otherwise: the endpoint's label from
+:data:`bridge.simulator.rules.ENDPOINTS`), and may be faulted (send-message and conversation
+routes only). Every failure, from any route, is answered in the platform's error format;
+unknown routes and methods are 404/1009; an unexpected exception is 500/1004 and logged.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import orjson
 import structlog
 from aiohttp import web
 
-from bridge.core import auth
+from bridge.simulator import checks, rules
 from bridge.simulator.api import FAULTY_ROUTES
+from bridge.simulator.catalog import REQUEST_KEY
+from bridge.simulator.keys import ApiKey, find_key
 from bridge.simulator.responses import STATUS_CODE, ApiProblem, new_trace_id
 from bridge.simulator.state import SETTINGS, STATE
 
@@ -27,8 +31,22 @@ ADMIN_PREFIX = "/_sim"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def authorized(request: web.Request) -> bool:
-    return auth.authorized(request.headers.get("Authorization", ""), request.app[SETTINGS].api_keys)
+def _authenticate(request: web.Request) -> ApiKey | None:
+    return find_key(request.headers.get("Authorization", ""), request.app[SETTINGS].api_keys)
+
+
+def _check_access(request: web.Request, key: ApiKey) -> None:
+    """1002 unless the key's scope reaches the endpoint's label and its channel is the key's."""
+    endpoint = rules.ENDPOINTS_BY_NAME.get(request.match_info.route.name or "")
+    if endpoint is None:
+        return
+    if not key.reaches(endpoint.label):
+        raise ApiProblem(403, 1002, f"Access denied: {endpoint.section} needs {endpoint.label}")
+    channel = request.match_info.get("channelJid")
+    if channel is not None:
+        checks.check_jid(channel, "channelJid")
+        if not key.may_use(channel):
+            raise ApiProblem(403, 1002, "Access denied: the key has no access to this channel")
 
 
 def _problem_from_http(exc: web.HTTPException) -> ApiProblem:
@@ -44,11 +62,15 @@ async def platform_middleware(request: web.Request, handler: Handler) -> web.Str
     """Run ``handler`` the way the platform would, and record API calls."""
     trace_id = new_trace_id()
     api = not request.path.startswith(ADMIN_PREFIX + "/") and request.path != ADMIN_PREFIX
-    is_authorized = authorized(request) if api else True
+    key = _authenticate(request) if api else None
+    is_authorized = key is not None or not api
     problem: ApiProblem | None = None
     try:
-        if not is_authorized:
+        if key is None and api:
             raise ApiProblem(401, 1001, "Unauthorized")
+        if key is not None:
+            request[REQUEST_KEY] = key
+            _check_access(request, key)
         if api and request.match_info.route.name in FAULTY_ROUTES:
             await request.app[STATE].faults.apply(request.match_info.get("contactJid"))
         response = await handler(request)

@@ -13,30 +13,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-#: The reference's "Error codes" table.
-ERROR_MESSAGES: Mapping[int, str] = {
-    1001: "Unauthorized",
-    1002: "Access denied",
-    1003: "Service unavailable",
-    1004: "Internal server error",
-    1005: "Validation error",
-    1006: "Template name does not exist",
-    1007: "User does not have WhatsApp",
-    1008: "Media is invalid",
-    1009: "Not found",
-    1010: "Assistant has no ownership of conversation",
-    1011: "Message rejected",
-    1012: "Bad gateway",
-    1013: "Parameter count mismatch",
-    1014: "Already exists",
-    1015: "Customer care window expired",
-}
-#: The HTTP status each code is answered with (1010 and 1011 are inferred: 403 and 400).
-CODE_STATUS: Mapping[int, int] = {
-    1001: 401, 1002: 403, 1003: 503, 1004: 500, 1005: 400, 1006: 400, 1007: 400, 1008: 400,
-    1009: 404, 1010: 403, 1011: 400, 1012: 502, 1013: 400, 1014: 409, 1015: 400,
-}  # fmt: skip
-#: The code a bare HTTP status is answered with, for faults that name only a status.
+from bridge.simulator import rules
+
+ERROR_MESSAGES = rules.ERROR_CODES
+CODE_STATUS = rules.CODE_STATUS
+#: The code a bare HTTP status is answered with, for faults that name only a status
+#: (the inverse of ``rules.CODE_STATUS``; ``rules.ASSUMPTIONS["status"]``).
 STATUS_CODE: Mapping[int, int] = {
     400: 1005, 401: 1001, 403: 1002, 404: 1009, 409: 1014, 429: 1003,
     500: 1004, 502: 1012, 503: 1003, 504: 1012,

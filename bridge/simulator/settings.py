@@ -14,7 +14,11 @@ import orjson
 
 from bridge.core.config import Secret
 from bridge.core.errors import ConfigError
-from bridge.egress.validation import is_http_url
+from bridge.simulator.checks import is_http_url, is_jid
+from bridge.simulator.keys import ApiKey, parse_keys
+
+#: The channel of the reference's "Read API keys" example, which the simulator serves by default.
+DEFAULT_CHANNEL = "31612345678@whatsapp.eazy.im"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +27,9 @@ class SimulatorSettings:
 
     host: str = "127.0.0.1"
     port: int = 8800
-    api_keys: tuple[Secret, ...] = (Secret("sim-key"),)
+    api_keys: tuple[ApiKey, ...] = (ApiKey(Secret("sim-key")),)
+    #: The channels ``GET /channels`` lists besides those the keys name.
+    channels: tuple[str, ...] = (DEFAULT_CHANNEL,)
     #: A webhook for every event on every channel, registered at start (None: none).
     webhook_url: str | None = None
     webhook_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -60,9 +66,13 @@ class SimulatorSettings:
         port = int(number("SIMULATOR_PORT", 8800, 0, integer=True))
         if port > 65535:
             problems.append(f"SIMULATOR_PORT: must be at most 65535, got {port}")
-        keys = tuple(k.strip() for k in (get("SIMULATOR_API_KEYS") or "sim-key").split(","))
-        if not all(keys):
-            problems.append("SIMULATOR_API_KEYS: comma-separated keys, none of them empty")
+        keys, key_problems = parse_keys(get("SIMULATOR_API_KEYS") or "sim-key")
+        problems += key_problems
+        channels = tuple(
+            c.strip() for c in (get("SIMULATOR_CHANNELS") or DEFAULT_CHANNEL).split(",")
+        )
+        if not all(is_jid(c) for c in channels):
+            problems.append("SIMULATOR_CHANNELS: comma-separated channel JIDs")
         url = get("SIMULATOR_WEBHOOK_URL")
         if url is not None and not is_http_url(url):
             problems.append(f"SIMULATOR_WEBHOOK_URL: must be an http(s) URL, got {url!r}")
@@ -70,7 +80,8 @@ class SimulatorSettings:
         settings = cls(
             host=get("SIMULATOR_HOST") or "127.0.0.1",
             port=port,
-            api_keys=tuple(Secret(k) for k in keys if k),
+            api_keys=keys,
+            channels=channels,
             webhook_url=url,
             webhook_headers=headers,
             receipt_delay=number("SIMULATOR_RECEIPT_DELAY", 0.2, 0.0),

@@ -10,28 +10,17 @@ import base64
 import hashlib
 import time
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from bridge.simulator import rules
 from bridge.simulator.faults import FaultInjector
 from bridge.simulator.settings import SimulatorSettings
 
-#: Templates every channel knows: name -> language -> number of parameters. ``hello`` and
-#: ``delivery_notification`` are the reference's "Read templates" examples.
-TEMPLATES: Mapping[str, Mapping[str, int]] = {
-    "hello": {"en": 1},
-    "delivery_notification": {"en": 2, "nl": 2},
-    "support_after_24hours": {"en": 1},
-}
-#: The ten documented webhook events ("Webhooks", "Events").
-WEBHOOK_EVENTS: tuple[str, ...] = (
-    "custom", "echo", "handover", "label", "message",
-    "note", "postback", "receipt", "template_pack", "typing",
-)  # fmt: skip
+WEBHOOK_EVENTS = rules.WEBHOOK_EVENTS
 #: Records kept for inspection; the oldest go first so a long local run stays bounded.
 RECORD_LIMIT = 10_000
 
@@ -123,6 +112,8 @@ class SimState:
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECORD_LIMIT))
     deliveries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECORD_LIMIT))
     faults: FaultInjector = field(default_factory=FaultInjector)
+    #: The templates of every channel ("Read templates"), fresh per simulator.
+    templates: list[dict[str, Any]] = field(default_factory=rules.default_templates)
 
     def conversation(self, channel: str, contact: str) -> Conversation:
         """The conversation of ``channel``/``contact``, created OPEN if it is new."""
@@ -138,6 +129,7 @@ class SimState:
         self.requests.clear()
         self.deliveries.clear()
         self.faults = FaultInjector()
+        self.templates = rules.default_templates()
 
 
 SETTINGS = web.AppKey("simulator_settings", SimulatorSettings)

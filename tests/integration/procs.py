@@ -7,13 +7,24 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+
+async def eventually(
+    predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Wait until ``await predicate()`` is true, polling; fail the test after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:
@@ -230,15 +241,14 @@ class Simulator:
 
 async def start_simulator(procs: ProcessFactory, **env: str) -> Simulator:
     port = free_port()
-    proc = procs.make(
-        "simulator",
-        SIMULATOR_PORT=str(port),
-        SIMULATOR_API_KEYS="sim-key",
-        SIMULATOR_RECEIPT_DELAY="0.05",
-        SIMULATOR_RETRY_BASE="0.05",
-        SIMULATOR_RETRY_MAX="0.5",
-        **env,
-    )
+    settings = {
+        "SIMULATOR_PORT": str(port),
+        "SIMULATOR_API_KEYS": "sim-key",
+        "SIMULATOR_RECEIPT_DELAY": "0.05",
+        "SIMULATOR_RETRY_BASE": "0.05",
+        "SIMULATOR_RETRY_MAX": "0.5",
+    }
+    proc = procs.make("simulator", **{**settings, **env})
     await proc.start()
     deadline = asyncio.get_running_loop().time() + 20
     async with aiohttp.ClientSession() as http:

@@ -17,6 +17,7 @@ from tests.integration.procs import (
     ProcessFactory,
     Simulator,
     consume,
+    eventually,
     produce,
     start_simulator,
     value,
@@ -221,7 +222,11 @@ async def test_429_honours_retry_after(procs, kafka, prefix, sim) -> None:
     await sim.faults(rate429=1.0, retryAfter=2)
     started = time.monotonic()
     await produce(kafka, Topics(prefix).send_message, [send("throttled", contact(1))])
-    await asyncio.sleep(1.0)
+
+    async def throttled() -> bool:
+        return [r["status"] for r in await sim.admin("GET", "requests")] == [429]
+
+    await eventually(throttled, what="the first call answered 429")
     await sim.faults()  # the platform recovers; the retry must still wait for Retry-After
     got = await results(kafka, prefix, 1)
     assert got["throttled"]["type"] == "im.eazy.command.succeeded"
@@ -256,6 +261,27 @@ async def test_permanent_errors_fail_at_once(
     assert (error["httpStatus"], error["code"], result["data"]["attempts"]) == (status, code, 1)
     assert error["traceId"]
     assert len(await sim.admin("GET", "requests")) == 1
+
+
+async def test_a_channel_scoped_key_cannot_update_a_conversation(procs, kafka, prefix) -> None:
+    """ "Update a conversation" is labelled assistant in the reference; a channel-scoped key gets
+    1002 (Access denied) at once: one API call, no retry, and the result says 1002."""
+    keys = f'[{{"key": "scoped", "scope": "channel", "channels": ["{CHANNEL}"]}}]'
+    sim = await start_simulator(procs, SIMULATOR_API_KEYS=keys)
+    await start_egress(procs, kafka, prefix, sim, BRIDGE_SPOTLER_API_KEY="scoped")
+    update = {
+        "id": "close-it",
+        "channelJid": CHANNEL,
+        "contactJid": contact(1),
+        "changes": {"status": "CLOSED"},
+    }
+    await produce(kafka, Topics(prefix).update_conversation, [update])
+    result = (await results(kafka, prefix, 1))["close-it"]
+    assert result["type"] == "im.eazy.command.failed"
+    assert result["data"]["error"]["code"] == 1002
+    assert result["data"]["attempts"] == 1
+    requests = await sim.admin("GET", "requests")
+    assert [(r["method"], r["code"]) for r in requests] == [("PATCH", 1002)]
 
 
 async def test_wrong_api_key_is_401_without_retry(procs, kafka, prefix, sim) -> None:
@@ -296,7 +322,11 @@ async def test_restart_resumes_without_losing_commands(procs, kafka, prefix, sim
     egress = await start_egress(procs, kafka, prefix, sim, BRIDGE_EGRESS_CONCURRENCY="2")
     commands = [send(f"c-{i}", contact(i % 7)) for i in range(120)]  # 32 taken ahead at most
     await produce(kafka, Topics(prefix).send_message, commands)
-    await asyncio.sleep(1.0)
+
+    async def some_sent() -> bool:
+        return len(await sim.admin("GET", "requests")) >= 5
+
+    await eventually(some_sent, what="egress sending")
     assert await egress.stop() == 0  # finishes what it took, commits
     first = await results(kafka, prefix, 1, timeout=5)
     assert 0 < len(first) < len(commands)
@@ -322,14 +352,13 @@ async def test_circuit_breaker_opens_and_recovers(procs, kafka, prefix, sim) -> 
     await produce(
         kafka, Topics(prefix).send_message, [send(f"cb-{i}", contact(i)) for i in range(5)]
     )
-    for _ in range(100):
-        if "spotler_bridge_circuit_state 2.0" in await egress.metrics():
-            break
-        await asyncio.sleep(0.1)
-    else:
-        pytest.fail("circuit never opened")
+
+    async def circuit_open() -> bool:
+        return "spotler_bridge_circuit_state 2.0" in await egress.metrics()
+
+    await eventually(circuit_open, timeout=10, what="circuit open")
     calls_when_open = len(await sim.admin("GET", "requests"))
-    await asyncio.sleep(2.5)
+    await asyncio.sleep(2.5)  # a measurement window (two open periods), not a synchronisation
     # while open, only single probes reach the platform, not a retry storm
     assert len(await sim.admin("GET", "requests")) - calls_when_open <= 4
     await sim.faults()

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from bridge.core.config import Secret
 from bridge.core.errors import ConfigError
 from bridge.simulator import SimulatorSettings, run_simulator
+from bridge.simulator.keys import ApiKey
 
 SimClient = TestClient[web.Request, web.Application]
 
@@ -170,7 +171,7 @@ def test_settings_from_env() -> None:
     """SIMULATOR_* variables are read with their defaults; bad values are all named."""
     default = SimulatorSettings.from_env({})
     assert (default.host, default.port) == ("127.0.0.1", 8800)
-    assert default.api_keys == (Secret("sim-key"),)
+    assert default.api_keys == (ApiKey(Secret("sim-key"), "owner"),)
     assert default.webhook_url is None
     assert (default.receipt_delay, default.retry_base, default.retry_max) == (0.2, 0.5, 30.0)
     assert default.max_attempts == 0
@@ -185,7 +186,8 @@ def test_settings_from_env() -> None:
         }
     )
     assert settings.port == 9000
-    assert settings.api_keys == (Secret("a"), Secret("b"))
+    assert settings.api_keys == (ApiKey(Secret("a")), ApiKey(Secret("b")))
+    assert {key.scope for key in settings.api_keys} == {"owner"}
     assert settings.webhook_headers == {"Authorization": "Bearer t"}
     assert "Bearer t" not in repr(settings)
     assert (settings.receipt_delay, settings.max_attempts) == (0.0, 5)

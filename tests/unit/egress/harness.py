@@ -19,8 +19,8 @@ from bridge.core.errors import InvalidCommand
 from bridge.egress import commands
 from bridge.egress.commands import Command, Kind, Position
 from bridge.egress.runner import CommandRunner
-from bridge.kafka.producer import InMemoryPublisher
 from bridge.telemetry.metrics import Metrics
+from tests.fakes import InMemoryPublisher
 
 TOPICS = Topics("t")
 Answer = Callable[[web.Request], web.StreamResponse]

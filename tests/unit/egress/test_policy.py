@@ -108,6 +108,15 @@ def test_commit_point_never_skips_an_unfinished_record() -> None:
         (404, 1009, False, False),
         (400, 1015, False, False),
         (409, 1014, False, False),
+        # DESIGN.md "Egress": the code decides first, then the status.
+        (500, 1005, False, False),
+        (500, None, False, True),
+        (501, None, False, True),
+        (499, None, False, False),
+        (408, None, False, True),
+        (400, None, False, False),
+        (503, 9999, False, True),
+        (429, 1005, False, True),
     ],
 )
 def test_which_errors_retry(status: int, code: int | None, network: bool, retriable: bool) -> None:

@@ -452,3 +452,9 @@ def test_conversation_jid_problems(channel: str, contact: str, expected: str | N
     else:
         assert problem is not None
         assert problem.startswith(expected), problem
+
+
+@pytest.mark.parametrize("kind", ["gif", "ptt", "sticker", "audio", "image", "video"])
+def test_media_types_require_a_mime_type(kind: str) -> None:
+    """The reference's "Messages" tables (Gif, Voice message, Sticker, ...) mark mimeType Y."""
+    assert "message.mimeType: required" in message_problems({"type": kind})

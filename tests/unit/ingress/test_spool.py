@@ -16,8 +16,8 @@ from bridge.contract.records import Record
 from bridge.core.config import SpoolSettings
 from bridge.core.errors import PublishError, SpoolError
 from bridge.ingress.spool import Spool, decode, encode, scan
-from bridge.kafka.producer import InMemoryPublisher
 from bridge.telemetry.metrics import Metrics
+from tests.fakes import InMemoryPublisher
 
 
 def record(n: int, size: int = 100) -> Record:

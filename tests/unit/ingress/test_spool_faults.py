@@ -16,7 +16,7 @@ from bridge.core.errors import PublishError, RecordRejected, SpoolError
 from bridge.ingress import spool as spool_module
 from bridge.ingress.spool import REJECT_LIMIT, ROLL_DRAINED_BYTES, Spool
 from bridge.ingress.store import Durable
-from bridge.kafka.producer import InMemoryPublisher
+from tests.fakes import InMemoryPublisher
 from tests.unit.ingress.test_spool import Running, record, running, spool_at
 
 __all__ = ["running"]  # the fixture, shared with test_spool.py
