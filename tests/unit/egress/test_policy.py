@@ -116,7 +116,7 @@ def test_commit_point_never_skips_an_unfinished_record() -> None:
         (408, None, False, True),
         (400, None, False, False),
         (503, 9999, False, True),
-        (429, 1005, False, True),
+        (429, 1005, False, False),  # the code decides first, even over a 429
     ],
 )
 def test_which_errors_retry(status: int, code: int | None, network: bool, retriable: bool) -> None:
