@@ -181,7 +181,8 @@ class CommandRunner:
         retry = Backoff(0.2, 5.0)
         while True:
             try:
-                await self._publisher.publish(record, timeout=10.0)
+                # no timeout of ours: the producer acknowledges or fails within its delivery bound
+                await self._publisher.publish(record)
                 return
             except PublishError as exc:
                 delay = retry.next()

@@ -328,9 +328,12 @@ class Spool:
         return records, bad, segment.drained + frames[:limit][-1][0]
 
     async def run_drain(
-        self, publisher: Publisher, *, batch: int = 500, timeout: float = 10.0
+        self, publisher: Publisher, *, batch: int = 500, timeout: float | None = None
     ) -> None:
-        """Publish spooled records to Kafka in order, for as long as the process lives."""
+        """Publish spooled records to Kafka in order, for as long as the process lives.
+
+        ``timeout=None`` waits for the producer's own answer (acknowledged, or failed within its
+        delivery bound), so a chunk is never resent while the producer still holds it."""
         retry = Backoff(0.2, 10.0)
         while True:
             segment = next((s for s in self._segments if s.drained < s.size), None)

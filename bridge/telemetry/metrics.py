@@ -72,6 +72,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.producer_recreations = Counter(
+            p + "kafka_producer_recreations",
+            "Kafka producer sessions abandoned and replaced by a new producer (new producer id) "
+            "after a failed or overdue delivery.",
+            registry=r,
+        )
         self.dedup_entries = Gauge(
             p + "dedup_entries", "Event ids remembered for duplicate detection.", registry=r
         )
