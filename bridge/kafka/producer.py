@@ -302,12 +302,16 @@ class KafkaPublisher:
                 time.perf_counter() - started
             )
 
-    async def close(self) -> None:
-        """Flush what is pending and disconnect."""
+    async def close(self, flush_timeout: float = 10.0) -> None:
+        """Flush what is pending (at most ``flush_timeout`` seconds: Kafka may be away) and
+        disconnect; what could not be flushed fails, and the spool still holds its copy."""
         session, self._session = self._session, None
         self._connected = False
         if session is not None:
-            await session.producer.stop()
+            try:
+                await asyncio.wait_for(session.producer.stop(), flush_timeout)
+            except TimeoutError:
+                await self._abandon(session, "shutdown: Kafka did not take the rest in time")
             log.info("kafka.producer_closed")
 
 
