@@ -24,7 +24,7 @@ class InMemoryPublisher:
         self.failures: deque[Exception] = deque()
         self.calls = 0
 
-    async def publish(self, record: Record, *, timeout: float) -> None:
+    async def publish(self, record: Record, *, timeout: float | None = None) -> None:
         self.calls += 1
         if self.failures:
             raise self.failures.popleft()

@@ -206,6 +206,12 @@ class KafkaSettings:
     linger_ms: int = setting(
         "BRIDGE_KAFKA_LINGER_MS", 0, integer(0, 1000), "producer batching delay (ms)"
     )
+    delivery_timeout: float = setting(
+        "BRIDGE_KAFKA_DELIVERY_TIMEOUT",
+        60.0,
+        number(2.0, 600.0),
+        "seconds a record may wait for Kafka before its producer session is replaced",
+    )
 
 
 @dataclass(frozen=True, slots=True)

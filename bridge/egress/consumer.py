@@ -256,6 +256,7 @@ class CommandConsumer:
 
     def _on_circuit(self, state: CircuitState) -> None:
         self._metrics.circuit_state.set(int(state))
+        self._metrics.child(self._metrics.circuit_transitions, state.name.lower()).inc()
         log.warning("egress.circuit", state=state.name.lower())
         consumer = self._consumer
         if consumer is None:

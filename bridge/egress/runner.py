@@ -274,7 +274,8 @@ class CommandRunner:
         try:
             while True:
                 try:
-                    await self._publisher.publish(record, timeout=10.0)
+                    # no timeout of ours: the producer acknowledges or fails within its bound
+                    await self._publisher.publish(record)
                     return
                 except PublishError as exc:
                     self._failing.setdefault(token, time.monotonic())

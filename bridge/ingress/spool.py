@@ -358,9 +358,12 @@ class Spool:
         return records, bad, segment.drained + frames[:limit][-1][0]
 
     async def run_drain(
-        self, publisher: Publisher, *, batch: int = 500, timeout: float = 10.0
+        self, publisher: Publisher, *, batch: int = 500, timeout: float | None = None
     ) -> None:
-        """Publish spooled records to Kafka in order, for as long as the process lives."""
+        """Publish spooled records to Kafka in order, for as long as the process lives.
+
+        ``timeout=None`` waits for the producer's own answer (acknowledged, or failed within its
+        delivery bound), so a chunk is never resent while the producer still holds it."""
         retry = Backoff(0.2, 10.0)
         while True:
             segment = next((s for s in self._segments if s.drained < s.size), None)
@@ -401,7 +404,7 @@ class Spool:
             self._gauges()
 
     async def _publish(
-        self, publisher: Publisher, todo: list[tuple[int, int, Record]], timeout: float
+        self, publisher: Publisher, todo: list[tuple[int, int, Record]], timeout: float | None
     ) -> list[tuple[int, int, Record]]:
         """One attempt at ``todo``; returns what must be tried again (acknowledged records and
         records set aside are done)."""
@@ -434,7 +437,7 @@ class Spool:
         return again
 
     async def _set_aside(
-        self, publisher: Publisher, record: Record, exc: Exception, timeout: float
+        self, publisher: Publisher, record: Record, exc: Exception, timeout: float | None
     ) -> bool:
         """Publish the dead letter of a refused record; False if Kafka must be asked again."""
         letter = set_aside(record, str(exc))

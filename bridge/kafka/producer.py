@@ -1,23 +1,41 @@
 """Kafka publishing: records out to Kafka with ``acks=all`` and the idempotent producer.
 
-Owns the one :class:`aiokafka.AIOKafkaProducer` of a process. Connecting is retried in the
-background (the process starts, and is not ready, while Kafka is away); every aiokafka error is
-translated here into :class:`~bridge.core.errors.PublishError`, so nothing above this module knows
-aiokafka. The broker-free fake publisher for tests is in ``tests/fakes.py``.
+Owns the process's :class:`aiokafka.AIOKafkaProducer` and its *session* (producer id and
+sequence numbers). Connecting is retried in the background (the process starts, and is not
+ready, while Kafka is away); every aiokafka error is translated here into
+:class:`~bridge.core.errors.PublishError` (:class:`~bridge.core.errors.RecordRejected` when Kafka
+refuses the record itself), so nothing above this module knows aiokafka.
+
+Delivery bound: aiokafka's idempotent producer never gives up on a batch it has sent (it retries
+until acknowledged), and fails a batch still waiting for a partition leader after
+``request_timeout_ms``. Every record is therefore either acknowledged, failed by aiokafka, or
+still owned by the producer; a record owned longer than ``delivery_timeout`` ends the session.
+
+Sessions: aiokafka does not repair the sequence gap a failed batch leaves (the Java client bumps
+the epoch), so after *any* failed delivery every later batch of that partition would fail with
+``OutOfOrderSequenceNumber`` for good. So a failed delivery, an overdue one, or a dead sender
+ends the session: the producer is abandoned (everything it still holds fails with
+:class:`PublishError`, definitely: it will not send it any more), and a new producer (new
+producer id) is started. Callers resend from where they keep records (the spool, the egress
+result loop), with the same ids. A record that was in flight when its session ended may still
+have been written: a duplicate with the same id, never a loss (see README, "Delivery").
+The broker-free fake publisher for tests is in ``tests/fakes.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
-    ClusterAuthorizationFailedError,
     CorruptRecordException,
+    InvalidTimestampError,
     InvalidTopicError,
     KafkaError,
     MessageSizeTooLargeError,
@@ -38,15 +56,15 @@ from bridge.telemetry.metrics import Metrics
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-#: Errors with which Kafka refuses a record for good: sending it again cannot succeed.
-REFUSALS = (
+#: Kafka refused the record itself: sending it again cannot succeed.
+REFUSED: tuple[type[KafkaError], ...] = (
     MessageSizeTooLargeError,
     RecordTooLargeError,
     RecordListTooLargeError,
     CorruptRecordException,
+    InvalidTimestampError,
     InvalidTopicError,
     TopicAuthorizationFailedError,
-    ClusterAuthorizationFailedError,
     UnsupportedForMessageFormatError,
 )
 
@@ -58,12 +76,12 @@ class Publisher(Protocol):
     def connected(self) -> bool:
         """True from the first successful start until close.
 
-        A broker lost later does not clear it: aiokafka reconnects by itself, and a publish
-        then fails or times out (:class:`~bridge.core.errors.PublishError`) while Kafka is away.
+        A broker lost later does not clear it: a publish then fails or times out
+        (:class:`~bridge.core.errors.PublishError`) while Kafka is away.
         """
         ...
 
-    async def publish(self, record: Record, *, timeout: float) -> None: ...
+    async def publish(self, record: Record, *, timeout: float | None = None) -> None: ...
 
 
 def client_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -132,8 +150,50 @@ class CachedPartitioner:
         return partition
 
 
+class SessionEnded(KafkaError):  # type: ignore[misc]  # aiokafka is untyped
+    """The producer session holding this record was abandoned; the record was not sent by it."""
+
+    retriable = True
+
+
+class _Session:
+    """One started producer and the deliveries it still owns, oldest first."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self.pending: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self.ended: str | None = None
+
+    def track(self, future: asyncio.Future[Any], now: float) -> None:
+        self.pending.append((now, future))
+        future.add_done_callback(self._delivered)
+
+    def _delivered(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()  # also marks it retrieved when nobody waits any more
+        if exc is not None:
+            self.end(f"delivery failed: {type(exc).__name__}: {exc}")
+
+    def end(self, reason: str) -> None:
+        if self.ended is None:
+            self.ended = reason
+
+    def overdue(self, now: float, bound: float) -> bool:
+        pending = self.pending
+        while pending and pending[0][1].done():
+            pending.popleft()
+        return bool(pending) and now - pending[0][0] > bound
+
+    def sender_dead(self) -> bool:
+        sender = getattr(self.producer, "_sender", None)
+        task = getattr(sender, "sender_task", None)
+        return task is not None and task.done()
+
+
 class KafkaPublisher:
-    """The process's Kafka producer: connect with :meth:`run_connect`, close with :meth:`close`."""
+    """The process's Kafka producer: connect and keep a working session with :meth:`run_connect`,
+    close with :meth:`close`."""
 
     def __init__(
         self, kafka: KafkaSettings, metrics: Metrics, *, max_request_size: int = 4 * 1024**2
@@ -141,7 +201,7 @@ class KafkaPublisher:
         self._kafka = kafka
         self._metrics = metrics
         self._max_request_size = max_request_size
-        self._producer: AIOKafkaProducer | None = None
+        self._session: _Session | None = None
         self._connected = False
 
     @property
@@ -156,35 +216,87 @@ class KafkaPublisher:
             linger_ms=self._kafka.linger_ms,
             max_batch_size=256 * 1024,
             max_request_size=self._max_request_size,
-            request_timeout_ms=30_000,
+            # A request may take this long; a record may be owned twice as long (delivery bound).
+            request_timeout_ms=int(self._kafka.delivery_timeout * 500),
             **client_options(self._kafka),
         )
 
     async def run_connect(self) -> None:
-        """Connect, retrying with backoff until it works (or the task is cancelled)."""
-        self._producer = await start_with_retry(self._new_producer, "kafka")
-        self._connected = True
-        log.info("kafka.connected", bootstrap=self._kafka.bootstrap_servers)
+        """Connect (retrying with backoff), then keep a working session until cancelled:
+        when the session ends, abandon it and start a new producer."""
+        while True:
+            session = _Session(await start_with_retry(self._new_producer, "kafka"))
+            self._session = session
+            self._connected = True
+            log.info("kafka.connected", bootstrap=self._kafka.bootstrap_servers)
+            reason = await self._watch(session)
+            self._session = None
+            self._metrics.producer_recreations.inc()
+            log.warning("kafka.producer_recreated", reason=reason)
+            await self._abandon(session, reason)
 
-    async def publish(self, record: Record, *, timeout: float) -> None:
-        """Send one record and wait for its acknowledgement, at most ``timeout`` seconds."""
-        producer = self._producer
-        if producer is None:
-            raise PublishError("not connected to Kafka yet")
+    async def _watch(self, session: _Session) -> str:
+        """Return why ``session`` ended: a failed delivery, an overdue one, or a dead sender."""
+        loop = asyncio.get_running_loop()
+        bound = self._kafka.delivery_timeout
+        while session.ended is None:
+            await asyncio.sleep(0.25)  # a plain tick: cancellation is never lost in it
+            if session.overdue(loop.time(), bound):
+                session.end(f"a record not acknowledged within {bound}s")
+            elif session.sender_dead():
+                session.end("the producer's sender task stopped")
+        return session.ended
+
+    @staticmethod
+    async def _abandon(session: _Session, reason: str) -> None:
+        """Stop the producer without flushing: whatever it still holds fails, definitely.
+
+        aiokafka has no public way to abandon a session (``stop`` flushes, which never ends
+        while a partition refuses the session); these are its own shutdown steps, in order.
+        """
+        producer: Any = session.producer
+        sender = producer._sender
+        task = sender.sender_task if sender is not None else None
+        if task is not None and not task.done():
+            # its own failure hook breaks on a non-transactional producer (aiokafka 0.14)
+            task.remove_done_callback(sender._fail_all)
+            task.cancel()  # sends nothing more
+        producer._message_accumulator.fail_all(SessionEnded(reason))
+        producer._closed = True
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await producer.client.close()  # ends requests still in flight
+        if task is not None:
+            await asyncio.wait([task], timeout=10)
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: the session is gone either way
+
+    async def publish(self, record: Record, *, timeout: float | None = None) -> None:
+        """Send one record and wait for Kafka's answer.
+
+        ``timeout=None`` (the spool drain, egress results) waits for the producer's own decision:
+        acknowledged, or failed at the latest after the delivery bound. A shorter ``timeout``
+        (the webhook answer) stops waiting earlier: the producer keeps the record and may still
+        deliver it, so the caller's other copy makes a duplicate, never a gap.
+        """
+        session = self._session
+        if session is None or session.ended is not None:
+            raise PublishError("no Kafka producer session (connecting)")
         started = time.perf_counter()
         outcome = "error"
         try:
             async with asyncio.timeout(timeout):
-                future = await producer.send(
+                future = await session.producer.send(
                     record.topic, record.value, key=record.key, headers=list(record.headers)
                 )
+                session.track(future, asyncio.get_running_loop().time())
                 # shield: giving up waiting must not cancel aiokafka's own delivery future.
                 await asyncio.shield(future)
             outcome = "ok"
         except TimeoutError as exc:
             outcome = "timeout"
             raise PublishTimeout(f"no acknowledgement within {timeout}s") from exc
-        except REFUSALS as exc:
+        except REFUSED as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
         except KafkaError as exc:
             raise PublishError(f"{type(exc).__name__}: {exc}") from exc
@@ -193,10 +305,14 @@ class KafkaPublisher:
                 time.perf_counter() - started
             )
 
-    async def close(self) -> None:
-        """Flush what is pending and disconnect."""
-        producer, self._producer = self._producer, None
+    async def close(self, flush_timeout: float = 10.0) -> None:
+        """Flush what is pending (at most ``flush_timeout`` seconds: Kafka may be away) and
+        disconnect; what could not be flushed fails, and the spool still holds its copy."""
+        session, self._session = self._session, None
         self._connected = False
-        if producer is not None:
-            await producer.stop()
+        if session is not None:
+            try:
+                await asyncio.wait_for(session.producer.stop(), flush_timeout)
+            except TimeoutError:
+                await self._abandon(session, "shutdown: Kafka did not take the rest in time")
             log.info("kafka.producer_closed")

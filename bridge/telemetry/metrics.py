@@ -1,8 +1,12 @@
 """Every Prometheus metric the bridge exports, defined in one place on an injected registry.
 
 Names are ``spotler_bridge_*``; counters end in ``_total``, durations are ``_seconds``
-histograms. Labels are low-cardinality only (event type, outcome, endpoint, status, code),
-never ids or JIDs. The dashboard and alerts in ``deploy/`` use exactly these names, and a test
+histograms. Labels are low-cardinality only (event type, outcome, api_endpoint, status, code),
+never ids or JIDs, and never a target label the Prometheus Operator adds (``endpoint``,
+``instance``, ``job``, ``namespace``, ``pod``, ``service``, ``container``): Prometheus would rename
+ours to ``exported_*`` and queries by it would collapse. Histogram buckets are placed around the
+timeouts and deadlines each one measures (see the bucket constants). The dashboard and alerts
+in ``deploy/`` use exactly these names, and a test
 checks that each name they use is exported.
 """
 
@@ -16,6 +20,18 @@ from bridge.contract.records import EVENT_TYPES
 
 M = TypeVar("M", Counter, Gauge, Histogram)
 
+#: Kafka acknowledgement: fine below a second, then around the webhook's publish timeout (5 s by
+#: default) and up to the producer's delivery bound (BRIDGE_KAFKA_DELIVERY_TIMEOUT, 60 s).
+ACK_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.0, 3.0, 4.0, 5.0, 5.5, 6.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0,
+)  # fmt: skip
+#: A command from Kafka to its result: retried for up to BRIDGE_EGRESS_RETRY_DEADLINE (300 s).
+COMMAND_BUCKETS = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
+    60.0, 90.0, 120.0, 180.0, 240.0, 300.0, 360.0,
+)  # fmt: skip
+#: One API call: bounded by the client's request timeout.
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -31,7 +47,9 @@ LATENCY_BUCKETS = (
     2.5,
     5.0,
     10.0,
+    20.0,
     30.0,
+    60.0,
 )
 
 
@@ -91,14 +109,20 @@ class Metrics:
             p + "webhook_request_duration_seconds",
             "Time from receiving a webhook request to answering it, by HTTP status.",
             ["status"],
-            buckets=LATENCY_BUCKETS,
+            buckets=ACK_BUCKETS,
             registry=r,
         )
         self.publish_duration = Histogram(
             p + "publish_duration_seconds",
             "Time for Kafka to acknowledge a record (acks=all), by outcome (ok, error, timeout).",
             ["outcome"],
-            buckets=LATENCY_BUCKETS,
+            buckets=ACK_BUCKETS,
+            registry=r,
+        )
+        self.producer_recreations = Counter(
+            p + "kafka_producer_recreations",
+            "Kafka producer sessions abandoned and replaced by a new producer (new producer id) "
+            "after a failed or overdue delivery.",
             registry=r,
         )
         self.dedup_entries = Gauge(
@@ -171,19 +195,19 @@ class Metrics:
             p + "command_duration_seconds",
             "Time from taking a command off Kafka to publishing its result.",
             ["command"],
-            buckets=LATENCY_BUCKETS,
+            buckets=COMMAND_BUCKETS,
             registry=r,
         )
         self.api_requests = Counter(
             p + "api_requests",
             "Calls to the Spotler API by endpoint, HTTP status (0: no response) and platform code.",
-            ["endpoint", "status", "code"],
+            ["api_endpoint", "status", "code"],
             registry=r,
         )
         self.api_duration = Histogram(
             p + "api_request_duration_seconds",
             "Spotler API call latency by endpoint.",
-            ["endpoint"],
+            ["api_endpoint"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -193,6 +217,13 @@ class Metrics:
         self.circuit_state = Gauge(
             p + "circuit_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            registry=r,
+        )
+        self.circuit_transitions = Counter(
+            p + "circuit_transitions",
+            "Circuit breaker state changes, by the state entered (closed, half_open, open): "
+            "flaps shorter than a scrape still show.",
+            ["to"],
             registry=r,
         )
         self.consumer_lag = Gauge(
@@ -256,3 +287,5 @@ class Metrics:
                 self.api_requests.labels(endpoint, str(status), code)
             self.api_requests.labels(endpoint, "other", "")
             self.api_requests.labels(endpoint, "other", "other")
+        for state in ("closed", "half_open", "open"):
+            self.circuit_transitions.labels(state)

@@ -29,6 +29,7 @@ class OwnKafka:
     """A broker only this module uses, so it can be stopped and started mid-test."""
 
     def __init__(self, work: Path) -> None:
+        self.work = work  # kafka.sh keeps the broker's pid in work/kafka.pid
         self.port = free_port()
         self.env = {
             **os.environ,

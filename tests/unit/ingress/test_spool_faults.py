@@ -45,7 +45,7 @@ class Picky(InMemoryPublisher):
         self.down = False
         self.calls = 0
 
-    async def publish(self, record: Record, *, timeout: float) -> None:
+    async def publish(self, record: Record, *, timeout: float | None = None) -> None:
         self.calls += 1
         if self.down:
             raise PublishError("down")

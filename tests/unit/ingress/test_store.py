@@ -83,10 +83,10 @@ async def test_spooled_without_trying_when_not_connected(spool: Spool) -> None:
 
 async def test_the_timeout_is_passed_to_the_publisher(spool: Spool) -> None:
     """The configured publish timeout is the one Kafka gets."""
-    seen: list[float] = []
+    seen: list[float | None] = []
 
     class Recording(InMemoryPublisher):
-        async def publish(self, record: Record, *, timeout: float) -> None:
+        async def publish(self, record: Record, *, timeout: float | None = None) -> None:
             seen.append(timeout)
             await super().publish(record, timeout=timeout)
 
