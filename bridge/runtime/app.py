@@ -26,6 +26,7 @@ from aiohttp import web
 from bridge.api.client import SpotlerClient
 from bridge.contract.records import Topics
 from bridge.core.config import Role, Settings
+from bridge.core.errors import ConfigError
 from bridge.egress.consumer import Egress
 from bridge.ingress.spool import Spool
 from bridge.ingress.store import Durable
@@ -59,7 +60,7 @@ def build(settings: Settings, role: Role) -> Parts:
     max_record = 2 * settings.ingress.max_body_bytes + 64 * 1024
     publisher = KafkaPublisher(settings.kafka, metrics, max_request_size=max_record)
     ops = make_ops_app(metrics, health)
-    ops.cleanup_ctx.append(_publisher_ctx(publisher))
+    ops.cleanup_ctx.append(_publisher_ctx(publisher, health))
     if role in ("egress", "serve"):
         ops.cleanup_ctx.append(_egress_ctx(settings, metrics, publisher, health))
     webhook = None
@@ -72,15 +73,21 @@ def build(settings: Settings, role: Role) -> Parts:
     return Parts(ops=ops, webhook=webhook, health=health, metrics=metrics)
 
 
-def _publisher_ctx(publisher: KafkaPublisher) -> CleanupCtx:
+def _publisher_ctx(publisher: KafkaPublisher, health: Health) -> CleanupCtx:
+    def on_done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            health.tasks["kafka-connect"] = task  # dead: the watchdog stops the process
+
     @contextlib.asynccontextmanager
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         connect = asyncio.create_task(publisher.run_connect(), name="kafka-connect")
+        connect.add_done_callback(on_done)
         try:
             yield
         finally:
             connect.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # ConfigError: Kafka refused the settings, logged naming the variable to fix.
+            with contextlib.suppress(asyncio.CancelledError, ConfigError):
                 await connect
             await publisher.close()
 
@@ -132,6 +139,8 @@ def _egress_ctx(
             with contextlib.suppress(asyncio.CancelledError):
                 try:
                     await task
+                except ConfigError:
+                    pass  # Kafka refused the settings: logged naming the variable to fix
                 except Exception:
                     log.exception("egress.failed")
             await api.close()
