@@ -8,7 +8,8 @@
 #   scripts/kafka.sh up         fetch jars if needed, wipe + format storage, start, wait until ready;
 #                               stdout: KAFKA_BOOTSTRAP=<host:port,...> (and, for SASL_SSL, the
 #                               KAFKA_SSL_CAFILE=, KAFKA_SASL_USERNAME= lines). Idempotent.
-#   scripts/kafka.sh down       stop (SIGTERM, SIGKILL after KAFKA_STOP_TIMEOUT s), delete the data
+#   scripts/kafka.sh down       stop (SIGTERM, SIGKILL after KAFKA_STOP_TIMEOUT s; a cluster: SIGKILL),
+#                               delete the data
 #   scripts/kafka.sh stop [N]   stop (SIGTERM: controlled shutdown) but keep the data; N: node N only
 #   scripts/kafka.sh kill [N]   SIGKILL (a crash); N: node N only
 #   scripts/kafka.sh start [N]  start again on the existing data (after stop/kill), wait until ready
@@ -615,8 +616,10 @@ cmd_kill() {
 cmd_down() {
   read_shape
   local i
+  # The data goes anyway: a cluster's nodes are killed, since nodes stopped together wait out
+  # their controlled shutdown (KAFKA_STOP_TIMEOUT) for a controller quorum that is leaving too.
   # shellcheck disable=SC2046
-  signal_nodes TERM $(all_nodes)
+  if [ "$NODES" -gt 1 ]; then signal_nodes KILL $(all_nodes); else signal_nodes TERM 1; fi
   for i in $(all_nodes); do
     use_node "$i"
     if [ -d "$DATA" ]; then
