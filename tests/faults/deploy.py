@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,22 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def keytool() -> str:
+    """The JDK's keytool: next to ``$JAVA``, ``$JAVA_HOME/bin/java`` or ``java``, else on PATH."""
+    java = os.environ.get("JAVA") or (
+        os.path.join(os.environ["JAVA_HOME"], "bin", "java")
+        if os.environ.get("JAVA_HOME")
+        else shutil.which("java")
+    )
+    if java:
+        beside = Path(os.path.realpath(shutil.which(java) or java)).parent / "keytool"
+        if beside.exists():
+            return str(beside)
+    found = shutil.which("keytool")
+    assert found, "keytool not found (it comes with the JDK/JRE that runs Kafka)"
+    return found
 
 
 def port_block(count: int) -> int:
@@ -71,8 +88,9 @@ class ScriptedKafka:
             "KAFKA_SASL_PASSWORD": self.password,
             "KAFKA_START_TIMEOUT": "150",  # three JVMs on two shared cores
         }
-        if "KAFKA_CACHE" in os.environ:
-            self.env["KAFKA_CACHE"] = os.environ["KAFKA_CACHE"]
+        for kept in ("KAFKA_CACHE", "KAFKA_MVN_ARGS"):
+            if kept in os.environ:
+                self.env[kept] = os.environ[kept]
         self.bootstrap = ",".join(f"127.0.0.1:{p}" for p in self.ports)
         self.cafile = str(work / "tls" / "ca.pem")
         self.username = "bridge"

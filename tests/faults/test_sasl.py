@@ -20,7 +20,7 @@ import pytest
 
 from bridge.contract.records import Topics
 from tests import samples
-from tests.faults.deploy import REPO, ScriptedKafka
+from tests.faults.deploy import REPO, ScriptedKafka, keytool
 from tests.integration.procs import (
     BridgeProcess,
     ProcessFactory,
@@ -64,14 +64,14 @@ def other_ca(tmp_path_factory) -> str:
     store = ["-keystore", str(work / "ca.p12"), "-storetype", "PKCS12", "-storepass", "x" * 8]
     subprocess.run(
         [
-            *("keytool", "-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048"),
+            *(keytool(), "-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048"),
             *("-dname", "CN=some other CA", "-ext", "bc:c", "-validity", "2", *store),
         ],
         check=True,
         capture_output=True,
     )
     subprocess.run(
-        ["keytool", "-exportcert", "-rfc", "-alias", "ca", "-file", str(work / "ca.pem"), *store],
+        [keytool(), "-exportcert", "-rfc", "-alias", "ca", "-file", str(work / "ca.pem"), *store],
         check=True,
         capture_output=True,
     )
