@@ -1,34 +1,56 @@
 #!/usr/bin/env bash
-# Local single-node Apache Kafka (KRaft, combined broker+controller) for tests and local runs.
-# The broker jars come from Maven Central (scripts/kafka/pom.xml); only `java` (17+) and, for
-# the first download, `mvn` are needed.  No Docker, no tarball.
+# Local Apache Kafka (KRaft, combined broker+controller nodes) for tests and local runs: one
+# PLAINTEXT node by default, a three-node cluster (KAFKA_NODES=3), or one SASL_SSL node
+# (KAFKA_SECURITY=SASL_SSL). The broker jars come from Maven Central (scripts/kafka/pom.xml); only
+# `java` (17+, with `keytool` for SASL_SSL) and, for the first download, `mvn` are needed.
+# No Docker, no tarball.
 #
-#   scripts/kafka.sh up       fetch jars if needed, wipe + format storage, start, wait until ready;
-#                             last stdout line: KAFKA_BOOTSTRAP=127.0.0.1:<port>.  Idempotent.
-#   scripts/kafka.sh down     stop (SIGTERM, SIGKILL after KAFKA_STOP_TIMEOUT s) and delete the data
-#   scripts/kafka.sh stop     stop but keep the data (for fault tests)
-#   scripts/kafka.sh start    start again on the existing data (after `stop`), wait until ready
-#   scripts/kafka.sh status   prints running/stopped; exit 0 if running, 1 if not
-#   scripts/kafka.sh logs [N] last N (default 100) lines of the server log
-#   scripts/kafka.sh fetch    only download the jars into the cache
+#   scripts/kafka.sh up         fetch jars if needed, wipe + format storage, start, wait until ready;
+#                               stdout: KAFKA_BOOTSTRAP=<host:port,...> (and, for SASL_SSL, the
+#                               KAFKA_SSL_CAFILE=, KAFKA_SASL_USERNAME= lines). Idempotent.
+#   scripts/kafka.sh down       stop (SIGTERM, SIGKILL after KAFKA_STOP_TIMEOUT s; a cluster: SIGKILL),
+#                               delete the data
+#   scripts/kafka.sh stop [N]   stop (SIGTERM: controlled shutdown) but keep the data; N: node N only
+#   scripts/kafka.sh kill [N]   SIGKILL (a crash); N: node N only
+#   scripts/kafka.sh start [N]  start again on the existing data (after stop/kill), wait until ready
+#   scripts/kafka.sh status     prints running/stopped per node; exit 0 if all run, 1 if not
+#   scripts/kafka.sh logs [N]   last N (default 100) lines of the server log (node: KAFKA_NODE)
+#   scripts/kafka.sh fetch      only download the jars into the cache
+#
+# `up` decides the shape of the work dir (KAFKA_NODES, KAFKA_SECURITY); the other commands read it
+# back from there.
 #
 # Environment:
-#   KAFKA_PORT (9092)               PLAINTEXT listener on 127.0.0.1 (used by `up`; `start` keeps
-#   KAFKA_CONTROLLER_PORT (9093)    the ports the work dir was set up with)
-#   KAFKA_WORK (<repo>/.kafka)      config, data, logs, pid file. One broker per work dir.
+#   KAFKA_PORT (9092)               client listener on 127.0.0.1 (used by `up`; `start` keeps the
+#   KAFKA_CONTROLLER_PORT (9093)    ports the work dir was set up with). Node i of a cluster uses
+#                                   KAFKA_PORT+i-1 and KAFKA_CONTROLLER_PORT+i-1 (the controller
+#                                   ports default to KAFKA_PORT+KAFKA_NODES... in a cluster).
+#   KAFKA_NODES (1)                 3: a three-node cluster (controller quorum of the three, every
+#                                   node broker+controller), default.replication.factor=3,
+#                                   min.insync.replicas=2, internal topics replicated 3 times.
+#   KAFKA_SECURITY (PLAINTEXT)      SASL_SSL: one node whose client listener is SASL_SSL. A CA and
+#                                   a broker certificate (SAN 127.0.0.1, localhost) are made by
+#                                   keytool at `up` in <work>/tls; the CA is <work>/tls/ca.pem.
+#                                   Users: a SCRAM-SHA-512 user created by `kafka-storage format
+#                                   --add-scram`, and the same name and password for PLAIN.
+#   KAFKA_SASL_USERNAME (bridge), KAFKA_SASL_PASSWORD (bridge-secret)   that user (SASL_SSL)
+#   KAFKA_WORK (<repo>/.kafka)      config, data, logs, pid files. One broker or cluster per dir.
 #   KAFKA_CACHE (~/.cache/spotler-bridge/kafka-<version>)   the jars
 #   KAFKA_START_TIMEOUT (90)        seconds to wait for readiness
 #   KAFKA_STOP_TIMEOUT (30)         seconds to wait after SIGTERM before SIGKILL
-#   KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), KAFKA_JVM_PERFORMANCE_OPTS, KAFKA_OPTS (extra JVM args)
+#   KAFKA_HEAP_OPTS (-Xms256m -Xmx512m; in a cluster -Xms128m -Xmx384m per node),
+#   KAFKA_JVM_PERFORMANCE_OPTS (G1; in a cluster the serial GC and the C1 JIT only, to start
+#   faster on small machines), KAFKA_OPTS (extra JVM args)
 #   KAFKA_LOG_LEVEL (INFO)          root log level of the broker log
 #   KAFKA_CLUSTER_ID                fixed 22-char base64url id (default: the Kafka docs' example)
 #   JAVA                            java binary (default: $JAVA_HOME/bin/java, then java on PATH)
 #   KAFKA_MVN_ARGS                  extra mvn arguments for the fetch (e.g. -Dmaven.repo.local=...)
 #
-# Startup is ~3-6 s with cached jars. After a SIGKILL (not `stop`), `start` takes ~9 s longer:
-# the controller refuses the new registration until the old broker session (9 s) expires.
+# Startup is ~3-6 s with cached jars (a cluster ~10-20 s on 2 cores). After a SIGKILL (not `stop`),
+# `start` takes ~9 s longer: the controller refuses the new registration until the old broker
+# session (9 s) expires.
 #
-# Progress messages go to stderr; stdout carries only the KAFKA_BOOTSTRAP=... line.
+# Progress messages go to stderr; stdout carries only the KEY=value lines above.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,13 +69,36 @@ case "$WORK" in /*) ;; *) WORK="$PWD/$WORK" ;; esac     # the JVM and pid checks
 case "$CACHE" in /*) ;; *) CACHE="$PWD/$CACHE" ;; esac  # absolute paths
 CLUSTER_ID=${KAFKA_CLUSTER_ID:-MkU3OEVBNTcwNTJENDM2Qk}
 
-CONF="$WORK/server.properties"
-LOG4J_CONF="$WORK/log4j2.properties"
-DATA="$WORK/data"
-LOGDIR="$WORK/logs"
-LOG="$LOGDIR/server.log"
-PIDFILE="$WORK/kafka.pid"
 READY_LINE="Kafka Server started"
+SHAPE="$WORK/shape"   # written by `up` for a cluster or SASL_SSL node: NODES=<n> SECURITY=<p>
+TLS="$WORK/tls"
+SASL_USER=${KAFKA_SASL_USERNAME:-bridge}
+SASL_PASS=${KAFKA_SASL_PASSWORD:-bridge-secret}
+NODES=1
+SECURITY=PLAINTEXT
+
+# The shape of an existing work dir (commands other than `up`).
+read_shape() {
+  if [ -f "$SHAPE" ]; then
+    NODES=$(sed -n 's/^NODES=//p' "$SHAPE")
+    SECURITY=$(sed -n 's/^SECURITY=//p' "$SHAPE")
+  fi
+}
+
+# Per-node paths. A single node keeps the historical layout (<work>/server.properties, ...);
+# node i of a cluster lives in <work>/node<i>/.
+use_node() {
+  local dir=$WORK
+  [ "$NODES" -gt 1 ] && dir="$WORK/node$1"
+  NODE=$1
+  CONF="$dir/server.properties"
+  LOG4J_CONF="$dir/log4j2.properties"
+  DATA="$dir/data"
+  LOGDIR="$dir/logs"
+  LOG="$LOGDIR/server.log"
+  PIDFILE="$dir/kafka.pid"
+}
+use_node 1
 
 say() { echo "kafka.sh: $*" >&2; }
 die() { echo "kafka.sh: error: $*" >&2; exit 1; }
@@ -161,11 +206,28 @@ broker_pid() {
   return 1
 }
 
-conf_port() {  # PLAINTEXT port from the work dir's config
-  sed -n 's#^advertised\.listeners=PLAINTEXT://[^:]*:\([0-9]*\).*#\1#p' "$CONF" 2>/dev/null | head -n1
+conf_port() {  # the client listener's port from the node's config
+  sed -n 's#^advertised\.listeners=[A-Z_]*://[^:]*:\([0-9]*\).*#\1#p' "$CONF" 2>/dev/null | head -n1
 }
-conf_cport() {
-  sed -n 's#^controller\.quorum\.voters=[0-9]*@[^:]*:\([0-9]*\).*#\1#p' "$CONF" 2>/dev/null | head -n1
+conf_cport() {  # the node's own controller port
+  sed -n 's#^listeners=.*CONTROLLER://[^:]*:\([0-9]*\).*#\1#p' "$CONF" 2>/dev/null | head -n1
+}
+
+bootstrap() {  # every node's client address, comma-separated
+  local i list=""
+  for ((i = 1; i <= NODES; i++)); do
+    use_node "$i"
+    list="$list${list:+,}127.0.0.1:$(conf_port)"
+  done
+  echo "$list"
+}
+
+print_endpoints() {
+  echo "KAFKA_BOOTSTRAP=$(bootstrap)"
+  if [ "$SECURITY" = SASL_SSL ]; then
+    echo "KAFKA_SSL_CAFILE=$TLS/ca.pem"
+    echo "KAFKA_SASL_USERNAME=$SASL_USER"
+  fi
 }
 
 port_open() {  # port_open PORT -> success if something accepts TCP connections on 127.0.0.1:PORT
@@ -182,38 +244,41 @@ check_ports() {
 }
 
 # ---------------------------------------------------------------- config
+# ---------------------------------------------------------------- config
 
-write_config() {
-  local port=$1 cport=$2
-  mkdir -p "$WORK" "$LOGDIR"
+write_config() {  # write_config PORT CONTROLLER_PORT VOTERS, for the node chosen by use_node
+  local port=$1 cport=$2 voters=$3 rf=1 isr=1 lname=PLAINTEXT shape="Single combined KRaft node"
+  if [ "$NODES" -gt 1 ]; then rf=3; isr=2; shape="Node $NODE of a $NODES-node KRaft cluster (each node broker+controller)"; fi
+  [ "$SECURITY" = SASL_SSL ] && lname=SASL_SSL
+  mkdir -p "$(dirname "$CONF")" "$LOGDIR"
   cat >"$CONF" <<EOF
 # Generated by scripts/kafka.sh ($(date -u +%Y-%m-%dT%H:%M:%SZ)); rewritten by every \`up\`.
-# Single combined KRaft node with a static quorum, for tests.
+# $shape with a static quorum, for tests.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+node.id=$NODE
+controller.quorum.voters=$voters
+listeners=$lname://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$lname://127.0.0.1:$port
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=$lname
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,$lname:$lname
 log.dirs=$DATA
 
 # Topics: 3 partitions so per-key ordering across partitions is meaningful.
 num.partitions=3
 auto.create.topics.enable=true
-default.replication.factor=1
-min.insync.replicas=1
+default.replication.factor=$rf
+min.insync.replicas=$isr
 
-# Internal topics: one partition, RF 1 (defaults are 50 partitions / RF 3).
+# Internal topics: one partition, RF $rf (defaults are 50 partitions / RF 3).
 offsets.topic.num.partitions=1
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor=$rf
 transaction.state.log.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
 share.coordinator.state.topic.num.partitions=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
 
 # Fast consumer groups in tests.
 group.initial.rebalance.delay.ms=0
@@ -224,6 +289,24 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 # log.flush.* and log.retention.* are left at their defaults.
 EOF
+  if [ "$SECURITY" = SASL_SSL ]; then
+    cat >>"$CONF" <<EOF
+
+# SASL_SSL: TLS with the certificate made at \`up\` ($TLS). SCRAM-SHA-512 users live in the
+# metadata log (kafka-storage format --add-scram); PLAIN users are the user_<name> entries below.
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+sasl.mechanism.inter.broker.protocol=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$SASL_USER" password="$SASL_PASS" user_$SASL_USER="$SASL_PASS";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$SASL_USER" password="$SASL_PASS";
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS/broker.p12
+ssl.keystore.password=$STOREPASS
+ssl.key.password=$STOREPASS
+ssl.truststore.type=PKCS12
+ssl.truststore.location=$TLS/truststore.p12
+ssl.truststore.password=$STOREPASS
+EOF
+  fi
   cat >"$LOG4J_CONF" <<EOF
 # Generated by scripts/kafka.sh. Everything goes to stdout, which is redirected to logs/server.log.
 status = warn
@@ -252,27 +335,77 @@ EOF
 
 format_storage() {
   local out="$LOGDIR/format.log"
+  local -a scram=()
+  if [ "$SECURITY" = SASL_SSL ]; then
+    scram=(--add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASS]")
+  fi
   rm -rf "$DATA"
   mkdir -p "$DATA"
   if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
         "-Dlog4j2.configurationFile=$LOG4J_CONF" -cp "$CACHE/*" \
-        kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$CONF" >"$out" 2>&1; then
+        kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$CONF" "${scram[@]}" >"$out" 2>&1; then
     cat "$out" >&2
     die "kafka-storage format failed"
   fi
 }
 
+STOREPASS=${KAFKA_STORE_PASSWORD:-changeit-test-only}
+
+# A throw-away CA, and a broker certificate it signed for 127.0.0.1 and localhost, made with the
+# JDK's keytool: $TLS/ca.pem (for clients), broker.p12 (key store), truststore.p12 (the CA).
+make_tls() {
+  local keytool
+  keytool=$(dirname "$(readlink -f "$(command -v "$JAVA")")")/keytool
+  [ -x "$keytool" ] || keytool=$(command -v keytool) \
+    || die "keytool not found (it comes with the JDK): needed for KAFKA_SECURITY=SASL_SSL"
+  local -a kt=("$keytool" -J-XX:TieredStopAtLevel=1 -J-XX:+UseSerialGC)
+  local out="$WORK/tls.log" dn="O=spotler-bridge tests"
+  rm -rf "$TLS"
+  mkdir -p "$TLS"
+  {
+    "${kt[@]}" -genkeypair -alias ca -keyalg RSA -keysize 2048 -validity 30 \
+      -dname "CN=spotler-bridge test CA,$dn" -ext bc:c -ext ku:c=keyCertSign,cRLSign \
+      -keystore "$TLS/ca.p12" -storetype PKCS12 -storepass "$STOREPASS" &&
+    "${kt[@]}" -exportcert -rfc -alias ca -keystore "$TLS/ca.p12" -storepass "$STOREPASS" \
+      -file "$TLS/ca.pem" &&
+    "${kt[@]}" -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 30 \
+      -dname "CN=localhost,$dn" -keystore "$TLS/broker.p12" -storetype PKCS12 \
+      -storepass "$STOREPASS" &&
+    "${kt[@]}" -certreq -alias broker -keystore "$TLS/broker.p12" -storepass "$STOREPASS" \
+      -file "$TLS/broker.csr" &&
+    "${kt[@]}" -gencert -alias ca -keystore "$TLS/ca.p12" -storepass "$STOREPASS" -validity 30 \
+      -infile "$TLS/broker.csr" -outfile "$TLS/broker.pem" -rfc \
+      -ext san=ip:127.0.0.1,dns:localhost -ext ku:c=digitalSignature,keyEncipherment \
+      -ext eku=serverAuth,clientAuth &&
+    "${kt[@]}" -importcert -noprompt -alias ca -file "$TLS/ca.pem" \
+      -keystore "$TLS/broker.p12" -storepass "$STOREPASS" &&
+    "${kt[@]}" -importcert -alias broker -file "$TLS/broker.pem" \
+      -keystore "$TLS/broker.p12" -storepass "$STOREPASS" &&
+    "${kt[@]}" -importcert -noprompt -alias ca -file "$TLS/ca.pem" \
+      -keystore "$TLS/truststore.p12" -storetype PKCS12 -storepass "$STOREPASS"
+  } >"$out" 2>&1 || { cat "$out" >&2; die "keytool failed to make the test certificates"; }
+  say "made a CA ($TLS/ca.pem) and a broker certificate for 127.0.0.1/localhost"
+}
+
 # ---------------------------------------------------------------- start / stop
 
-launch_and_wait() {
-  local port cport pid deadline
+# Start the chosen node's JVM (does not wait).
+launch_node() {
+  local port cport deadline
   port=$(conf_port); cport=$(conf_cport)
   if [ -z "$port" ] || [ -z "$cport" ]; then die "cannot read the ports from $CONF"; fi
   check_ports "$port" "$cport"
 
-  local heap perf extra
-  read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
-  read -r -a perf <<<"${KAFKA_JVM_PERFORMANCE_OPTS:--server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true}"
+  local heap perf extra default_heap="-Xms256m -Xmx512m"
+  local default_perf="-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15 -Djava.awt.headless=true"
+  if [ "$NODES" -gt 1 ]; then
+    # Three JVMs on a small machine: the C1 JIT alone and the serial collector start a node about
+    # twice as fast and cost less CPU; peak throughput is not what a test cluster is for.
+    default_heap="-Xms128m -Xmx384m"
+    default_perf="-server -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true"
+  fi
+  read -r -a heap <<<"${KAFKA_HEAP_OPTS:-$default_heap}"
+  read -r -a perf <<<"${KAFKA_JVM_PERFORMANCE_OPTS:-$default_perf}"
   read -r -a extra <<<"${KAFKA_OPTS:-}"
 
   mkdir -p "$LOGDIR"
@@ -295,19 +428,27 @@ launch_and_wait() {
     [ $SECONDS -lt $deadline ] || die "the broker process did not start"
     sleep 0.05
   done
-  pid=$(cat "$PIDFILE")
-  say "started broker pid $pid (Kafka $KAFKA_VERSION, work dir $WORK), waiting for \"$READY_LINE\" ..."
+  say "started broker pid $(cat "$PIDFILE") (Kafka $KAFKA_VERSION, $(node_name), work dir $WORK), waiting for \"$READY_LINE\" ..."
+}
 
+node_name() { if [ "$NODES" -gt 1 ]; then echo "node $NODE"; else echo "single node"; fi; }
+
+# Wait until the chosen node (started by launch_node within this run) is ready.
+wait_node() {
+  local port pid deadline
+  port=$(conf_port)
+  pid=$(cat "$PIDFILE")
+  deadline=$((SECONDS + START_TIMEOUT))
   until grep -qF "$READY_LINE" "$LOG" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "----- last lines of $LOG -----" >&2; tail -n 60 "$LOG" >&2 || true
       rm -f "$PIDFILE"
-      die "the broker JVM exited during startup"
+      die "the broker JVM ($(node_name)) exited during startup"
     fi
     if [ $SECONDS -ge $deadline ]; then
       echo "----- last lines of $LOG -----" >&2; tail -n 60 "$LOG" >&2 || true
       stop_broker >/dev/null 2>&1 || true
-      die "broker not ready after ${START_TIMEOUT}s (stopped it)"
+      die "broker ($(node_name)) not ready after ${START_TIMEOUT}s (stopped it)"
     fi
     sleep 0.1
   done
@@ -319,93 +460,198 @@ launch_and_wait() {
     fi
     sleep 0.1
   done
-  say "ready"
-  echo "KAFKA_BOOTSTRAP=127.0.0.1:$port"
+  say "ready ($(node_name))"
 }
 
-stop_broker() {
-  local pid i
+# Send SIGNAL to the chosen nodes' brokers at once, then wait for all of them to exit
+# (SIGKILL after KAFKA_STOP_TIMEOUT s). Stopping the nodes of a cluster one after the other would
+# leave the last ones waiting for a controller quorum that is already gone.
+signal_nodes() {  # signal_nodes SIGNAL NODE...
+  local sig=$1 i pid n
+  shift
+  local -a pids=() names=()
+  for i in "$@"; do
+    use_node "$i"
+    if pid=$(broker_pid); then
+      kill "-$sig" "$pid" 2>/dev/null || true
+      pids+=("$pid"); names+=("$(node_name)")
+    else
+      rm -f "$PIDFILE"
+      say "no broker running ($(node_name), work dir $WORK)"
+    fi
+  done
+  for ((n = 0; n < ${#pids[@]}; n++)); do
+    pid=${pids[$n]}
+    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "broker pid $pid still running after ${STOP_TIMEOUT}s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    say "stopped broker pid $pid (${names[$n]}, $([ "$sig" = KILL ] && echo SIGKILL || echo SIGTERM))"
+  done
+  for i in "$@"; do use_node "$i"; rm -f "$PIDFILE"; done
+}
+
+stop_broker() {  # the chosen node; fails if it was not running
+  local pid
   if ! pid=$(broker_pid); then
     rm -f "$PIDFILE"
     return 1
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    say "broker pid $pid still running after ${STOP_TIMEOUT}s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  rm -f "$PIDFILE"
-  say "stopped broker pid $pid"
+  signal_nodes TERM "$NODE"
 }
 
 # ---------------------------------------------------------------- commands
 
+all_nodes() { seq 1 "$NODES"; }
+
+# Which nodes a command applies to (into PICKED): the one given, or all.
+pick_nodes() {
+  if [ -n "${1:-}" ]; then
+    [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le "$NODES" ] \
+      || die "no node '$1' in $WORK (nodes: 1..$NODES)"
+    PICKED=("$1")
+  else
+    read -r -a PICKED <<<"$(all_nodes | tr '\n' ' ')"
+  fi
+}
+
+all_running() {
+  local i
+  for i in $(all_nodes); do
+    use_node "$i"
+    broker_pid >/dev/null || return 1
+  done
+}
+
 cmd_up() {
   find_java
-  local pid
-  if pid=$(broker_pid); then
-    say "broker already running (pid $pid, work dir $WORK)"
-    echo "KAFKA_BOOTSTRAP=127.0.0.1:$(conf_port)"
+  local want_nodes=${KAFKA_NODES:-1} want_security
+  want_security=$(echo "${KAFKA_SECURITY:-PLAINTEXT}" | tr '[:lower:]' '[:upper:]')
+  [[ "$want_nodes" =~ ^[1-9]$ ]] || die "KAFKA_NODES must be 1..9, got '$want_nodes'"
+  case "$want_security" in PLAINTEXT | SASL_SSL) ;; *)
+    die "KAFKA_SECURITY must be PLAINTEXT or SASL_SSL, got '$want_security'" ;;
+  esac
+  if [ "$want_nodes" -gt 1 ] && [ "$want_security" != PLAINTEXT ]; then
+    die "KAFKA_SECURITY=$want_security is for a single node (KAFKA_NODES=1)"
+  fi
+  read_shape
+  if [ "$NODES" = "$want_nodes" ] && [ "$SECURITY" = "$want_security" ] && all_running; then
+    say "already running (work dir $WORK)"
+    print_endpoints
     return 0
   fi
+  # Whatever ran here before (another shape, or part of a cluster) goes first.
+  signal_nodes TERM $(all_nodes) 2>/dev/null
+  NODES=$want_nodes
+  SECURITY=$want_security
+
+  local port=${KAFKA_PORT:-9092} cport i voters=""
+  if [ "$NODES" -gt 1 ]; then cport=${KAFKA_CONTROLLER_PORT:-$((port + NODES))}; else cport=${KAFKA_CONTROLLER_PORT:-9093}; fi
+  if [ "$cport" -lt $((port + NODES)) ] && [ "$port" -lt $((cport + NODES)) ]; then
+    die "client ports $port.. and controller ports $cport.. overlap for $NODES nodes"
+  fi
   fetch
-  check_ports "${KAFKA_PORT:-9092}" "${KAFKA_CONTROLLER_PORT:-9093}"
-  write_config "${KAFKA_PORT:-9092}" "${KAFKA_CONTROLLER_PORT:-9093}"
-  format_storage
-  launch_and_wait
+  for ((i = 0; i < NODES; i++)); do check_ports $((port + i)) $((cport + i)); done
+  for ((i = 1; i <= NODES; i++)); do voters="$voters${voters:+,}$i@127.0.0.1:$((cport + i - 1))"; done
+
+  mkdir -p "$WORK"
+  rm -f "$SHAPE"
+  if [ "$NODES" -gt 1 ] || [ "$SECURITY" != PLAINTEXT ]; then
+    printf 'NODES=%s\nSECURITY=%s\n' "$NODES" "$SECURITY" >"$SHAPE"
+  fi
+  [ "$SECURITY" = SASL_SSL ] && make_tls
+  for ((i = 1; i <= NODES; i++)); do
+    use_node "$i"
+    write_config $((port + i - 1)) $((cport + i - 1)) "$voters"
+    format_storage
+  done
+  for i in $(all_nodes); do use_node "$i"; launch_node; done
+  for i in $(all_nodes); do use_node "$i"; wait_node; done
+  print_endpoints
 }
 
 cmd_start() {
   find_java
-  local pid
-  if pid=$(broker_pid); then
-    say "broker already running (pid $pid, work dir $WORK)"
-    echo "KAFKA_BOOTSTRAP=127.0.0.1:$(conf_port)"
-    return 0
-  fi
-  if [ ! -f "$CONF" ] || [ ! -f "$DATA/meta.properties" ]; then
-    die "no formatted broker in $WORK: run '$0 up' first (start only restarts after stop)"
-  fi
-  if [ -n "${KAFKA_PORT:-}" ] && [ "$KAFKA_PORT" != "$(conf_port)" ]; then
-    say "note: keeping port $(conf_port) from $CONF (KAFKA_PORT=$KAFKA_PORT applies to 'up')"
-  fi
+  read_shape
+  local i pid
+  local -a launched=()
+  pick_nodes "${1:-}"
   fetch
-  launch_and_wait
+  for i in "${PICKED[@]}"; do
+    use_node "$i"
+    if pid=$(broker_pid); then
+      say "broker already running ($(node_name), pid $pid, work dir $WORK)"
+      continue
+    fi
+    if [ ! -f "$CONF" ] || [ ! -f "$DATA/meta.properties" ]; then
+      die "no formatted broker in $WORK ($(node_name)): run '$0 up' first (start only restarts after stop)"
+    fi
+    if [ "$NODES" = 1 ] && [ -n "${KAFKA_PORT:-}" ] && [ "$KAFKA_PORT" != "$(conf_port)" ]; then
+      say "note: keeping port $(conf_port) from $CONF (KAFKA_PORT=$KAFKA_PORT applies to 'up')"
+    fi
+    launch_node
+    launched+=("$i")
+  done
+  for i in "${launched[@]+"${launched[@]}"}"; do use_node "$i"; wait_node; done
+  print_endpoints
 }
 
 cmd_stop() {
-  stop_broker || say "no broker running (work dir $WORK)"
+  read_shape
+  pick_nodes "${1:-}"
+  signal_nodes TERM "${PICKED[@]}"
+}
+
+cmd_kill() {
+  read_shape
+  pick_nodes "${1:-}"
+  signal_nodes KILL "${PICKED[@]}"
 }
 
 cmd_down() {
-  stop_broker || say "no broker running (work dir $WORK)"
-  if [ -d "$DATA" ]; then
-    rm -rf "$DATA"
-    say "removed $DATA (logs kept in $LOGDIR)"
-  fi
+  read_shape
+  local i
+  # The data goes anyway: a cluster's nodes are killed, since nodes stopped together wait out
+  # their controlled shutdown (KAFKA_STOP_TIMEOUT) for a controller quorum that is leaving too.
+  # shellcheck disable=SC2046
+  if [ "$NODES" -gt 1 ]; then signal_nodes KILL $(all_nodes); else signal_nodes TERM 1; fi
+  for i in $(all_nodes); do
+    use_node "$i"
+    if [ -d "$DATA" ]; then
+      rm -rf "$DATA"
+      say "removed $DATA (logs kept in $LOGDIR)"
+    fi
+  done
 }
 
 cmd_status() {
-  local pid
-  if pid=$(broker_pid); then
-    echo "running (pid $pid, KAFKA_BOOTSTRAP=127.0.0.1:$(conf_port), work dir $WORK)"
-    return 0
-  fi
-  if [ -f "$DATA/meta.properties" ]; then
-    echo "stopped (data kept in $DATA)"
-  else
-    echo "stopped"
-  fi
-  return 1
+  read_shape
+  local i pid rc=0
+  for i in $(all_nodes); do
+    use_node "$i"
+    local who=""
+    [ "$NODES" -gt 1 ] && who="node $i: "
+    if pid=$(broker_pid); then
+      echo "${who}running (pid $pid, KAFKA_BOOTSTRAP=127.0.0.1:$(conf_port), work dir $WORK)"
+    elif [ -f "$DATA/meta.properties" ]; then
+      echo "${who}stopped (data kept in $DATA)"; rc=1
+    else
+      echo "${who}stopped"; rc=1
+    fi
+  done
+  return $rc
 }
 
 cmd_logs() {
   local n=${1:-100}
+  read_shape
+  pick_nodes "${KAFKA_NODE:-1}"
+  use_node "${PICKED[0]}"
   [ -f "$LOG" ] || die "no log at $LOG"
   tail -n "$n" "$LOG"
 }
@@ -417,8 +663,9 @@ usage() {
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
-  start) cmd_start ;;
-  stop) cmd_stop ;;
+  start) shift; cmd_start "$@" ;;
+  stop) shift; cmd_stop "$@" ;;
+  kill) shift; cmd_kill "$@" ;;
   status) cmd_status ;;
   logs) shift; cmd_logs "$@" ;;
   fetch) fetch; echo "$CACHE" ;;

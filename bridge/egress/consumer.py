@@ -123,7 +123,7 @@ class CommandConsumer:
             )
             return consumer
 
-        self._consumer = await start_with_retry(make, "egress")
+        self._consumer = await start_with_retry(make, "egress", kafka=self._kafka)
         log.info("egress.started", group=self._s.group_id)
         return self._consumer
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
     CorruptRecordException,
     InvalidTimestampError,
@@ -41,8 +43,10 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
+    SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
     UnsupportedForMessageFormatError,
+    UnsupportedSaslMechanismError,
 )
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
@@ -50,7 +54,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from bridge.contract.records import Record
 from bridge.core.backoff import Backoff
 from bridge.core.config import KafkaSettings
-from bridge.core.errors import PublishError, PublishTimeout, RecordRejected
+from bridge.core.errors import ConfigError, PublishError, PublishTimeout, RecordRejected
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -92,7 +96,12 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
         "client_id": "spotler-bridge",
     }
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(cafile=kafka.ssl_cafile)
+        try:
+            options["ssl_context"] = create_ssl_context(cafile=kafka.ssl_cafile)
+        except OSError as exc:  # missing file, or not PEM certificates (ssl.SSLError)
+            raise ConfigError(
+                [f"BRIDGE_KAFKA_SSL_CAFILE: cannot load {kafka.ssl_cafile!r} as a CA bundle: {exc}"]
+            ) from None
     if kafka.security_protocol.startswith("SASL_"):
         options["sasl_mechanism"] = kafka.sasl_mechanism
         options["sasl_plain_username"] = kafka.sasl_username
@@ -102,18 +111,81 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
-async def start_with_retry(make: Callable[[], T], what: str, retry_max: float = 10.0) -> T:
+class KafkaRefused(ConfigError):
+    """The brokers refuse this client for good (credentials, TLS trust): retrying cannot help."""
+
+
+async def refusal(kafka: KafkaSettings) -> str | None:
+    """Why the brokers refuse these settings, naming the variable to fix; None if they do not.
+
+    aiokafka's start only says "Unable to bootstrap"; one direct connection to each bootstrap
+    server tells a refusal (the certificate is not trusted, the credentials are rejected) from
+    a broker that is away or slow (``None``: worth retrying).
+    """
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    options = client_options(kafka)
+    for server in kafka.bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit():
+            continue
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(
+                    host.strip("[]"),
+                    int(port),
+                    client_id=options["client_id"],
+                    ssl_context=options.get("ssl_context"),
+                    security_protocol=kafka.security_protocol,
+                    sasl_mechanism=options.get("sasl_mechanism", "PLAIN"),
+                    sasl_plain_username=options.get("sasl_plain_username"),
+                    sasl_plain_password=options.get("sasl_plain_password"),
+                ),
+                timeout=10,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            return (
+                f"BRIDGE_KAFKA_SSL_CAFILE: the certificate of {server.strip()} is not trusted "
+                f"({exc.verify_message}); set it to the CA bundle that signed the brokers' "
+                f"certificates (now {kafka.ssl_cafile or 'unset: the system CAs'})"
+            )
+        except SaslAuthenticationFailed as exc:
+            return (
+                f"BRIDGE_KAFKA_SASL_USERNAME / BRIDGE_KAFKA_SASL_PASSWORD: {server.strip()} "
+                f"rejected user {kafka.sasl_username!r} with {kafka.sasl_mechanism} ({exc})"
+            )
+        except UnsupportedSaslMechanismError as exc:
+            return f"BRIDGE_KAFKA_SASL_MECHANISM: {server.strip()}: {exc}"
+        except (KafkaError, OSError, TimeoutError):
+            continue  # away, slow, or not speaking TLS yet: retry
+        conn.close()
+    return None
+
+
+async def start_with_retry(
+    make: Callable[[], T], what: str, retry_max: float = 10.0, *, kafka: KafkaSettings | None = None
+) -> T:
     """Make and start an aiokafka client, again and again with backoff until one starts.
 
-    A client whose start failed is stopped before the next try (it holds connections).
+    A client whose start failed is stopped before the next try (it holds connections). With
+    ``kafka``, a failure the brokers will repeat forever (:func:`refusal`) is not retried: it is
+    logged naming the variable to fix and raised as :class:`KafkaRefused`.
     """
     retry = Backoff(0.2, retry_max)
     while True:
-        client: Any = make()
+        try:
+            client: Any = make()
+        except ConfigError as exc:  # e.g. an unreadable CA file
+            log.error(f"{what}.misconfigured", error="; ".join(exc.problems))
+            raise
         try:
             await client.start()
         except (KafkaError, OSError) as exc:
             await client.stop()
+            problem = await refusal(kafka) if kafka is not None else None
+            if problem is not None:
+                log.error(f"{what}.refused", error=problem)
+                raise KafkaRefused([problem]) from None
             delay = retry.next()
             log.warning(f"{what}.connect_failed", error=str(exc), retry_in=round(delay, 1))
             await asyncio.sleep(delay)
@@ -223,9 +295,11 @@ class KafkaPublisher:
 
     async def run_connect(self) -> None:
         """Connect (retrying with backoff), then keep a working session until cancelled:
-        when the session ends, abandon it and start a new producer."""
+        when the session ends, abandon it and start a new producer. A refusal the brokers will
+        repeat forever (wrong credentials, untrusted CA) raises :class:`KafkaRefused`."""
         while True:
-            session = _Session(await start_with_retry(self._new_producer, "kafka"))
+            producer = await start_with_retry(self._new_producer, "kafka", kafka=self._kafka)
+            session = _Session(producer)
             self._session = session
             self._connected = True
             log.info("kafka.connected", bootstrap=self._kafka.bootstrap_servers)

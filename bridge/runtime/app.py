@@ -26,6 +26,7 @@ from aiohttp import web
 from bridge.api.client import SpotlerClient
 from bridge.contract.records import Topics
 from bridge.core.config import Role, Settings
+from bridge.core.errors import ConfigError
 from bridge.egress.consumer import CommandConsumer
 from bridge.ingress.spool import Spool
 from bridge.ingress.store import Durable
@@ -60,7 +61,7 @@ def build(settings: Settings, role: Role) -> Parts:
     publisher = KafkaPublisher(settings.kafka, metrics, max_request_size=max_record)
     # The ops port gets the webhook port's timeout (see run()) and a connection bound.
     ops = make_ops_app(metrics, health, keepalive_timeout=max(settings.ingress.read_timeout, 5.0))
-    ops.cleanup_ctx.append(_publisher_ctx(publisher))
+    ops.cleanup_ctx.append(_publisher_ctx(publisher, health))
     if role in ("egress", "serve"):
         ops.cleanup_ctx.append(_egress_ctx(settings, metrics, publisher, health))
     webhook = None
@@ -75,15 +76,21 @@ def build(settings: Settings, role: Role) -> Parts:
     return Parts(ops=ops, webhook=webhook, health=health, metrics=metrics)
 
 
-def _publisher_ctx(publisher: KafkaPublisher) -> CleanupCtx:
+def _publisher_ctx(publisher: KafkaPublisher, health: Health) -> CleanupCtx:
+    def on_done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            health.tasks["kafka-connect"] = task  # dead: the watchdog stops the process
+
     @contextlib.asynccontextmanager
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         connect = asyncio.create_task(publisher.run_connect(), name="kafka-connect")
+        connect.add_done_callback(on_done)
         try:
             yield
         finally:
             connect.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # ConfigError: Kafka refused the settings, logged naming the variable to fix.
+            with contextlib.suppress(asyncio.CancelledError, ConfigError):
                 await connect
             await publisher.close()
 
@@ -137,6 +144,8 @@ def _egress_ctx(
             with contextlib.suppress(asyncio.CancelledError):
                 try:
                     await task
+                except ConfigError:
+                    pass  # Kafka refused the settings: logged naming the variable to fix
                 except Exception:
                     log.exception("egress.failed")
             await api.close()

@@ -83,6 +83,7 @@ class Stream:
     acked: dict[str, bytes] = field(default_factory=dict)  # event id -> body
     sent: set[str] = field(default_factory=set)
     statuses: dict[str, int] = field(default_factory=dict)
+    outcomes: list[tuple[int, float, str]] = field(default_factory=list)  # (n, sent at, status)
     _task: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -92,6 +93,7 @@ class Stream:
         raw = orjson.dumps(body)
         event_id = samples.message_event_id(body)
         self.sent.add(event_id)
+        sent_at = time.monotonic()
         try:
             async with http.post(
                 self.url, data=raw, headers={"Authorization": f"Bearer {self.token}"}
@@ -104,6 +106,20 @@ class Stream:
         except (TimeoutError, aiohttp.ClientError):
             status = "connection-error"
         self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.outcomes.append((n, sent_at, status))
+
+    def longest_non_200(self) -> dict[str, float]:
+        """The longest run of consecutive deliveries (in sending order) not answered 200."""
+        longest = (0, 0.0)
+        run: list[float] = []
+        for _, sent_at, status in sorted(self.outcomes):
+            if status == "200":
+                run = []
+                continue
+            run.append(sent_at)
+            if len(run) > longest[0]:
+                longest = (len(run), run[-1] - run[0])
+        return {"deliveries": longest[0], "seconds": round(longest[1], 2)}
 
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=30)

@@ -149,11 +149,13 @@ async def consume(
     count: int,
     timeout: float = 30.0,
     settle: float = 0.0,
+    **client: Any,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Read ``topics`` from the beginning until ``count`` records came (or ``timeout``).
 
     With ``settle`` > 0 it keeps reading that long after reaching ``count``, so that a record
-    that should NOT be there has a chance to show up.
+    that should NOT be there has a chance to show up. ``client``: more aiokafka options
+    (security).
     """
     consumer = AIOKafkaConsumer(
         *topics,
@@ -161,6 +163,7 @@ async def consume(
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **client,
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
@@ -198,12 +201,19 @@ async def post(url: str, body: bytes, token: str | None = TOKEN) -> tuple[int, A
 
 
 async def produce(
-    bootstrap: str, topic: str, values: Iterable[Any], *, timestamp_ms: int | None = None
+    bootstrap: str,
+    topic: str,
+    values: Iterable[Any],
+    *,
+    timestamp_ms: int | None = None,
+    **client: Any,
 ) -> None:
     """Put JSON values (or raw bytes) on ``topic``, keyed by conversation as the README asks."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **client
+    )
     await producer.start()
     try:
         for item in values:
