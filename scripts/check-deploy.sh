@@ -202,10 +202,10 @@ check "grafana dashboard: valid JSON, \$datasource everywhere, PromQL parses" da
 
 # --- 6. metric names used by dashboard and alerts are exported ------------------------------
 if [[ -x "$ROOT/.venv/bin/python" ]]; then
-    check "pytest tests/unit/test_deploy_metrics.py" \
-        "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit/test_deploy_metrics.py
+    check "pytest tests/unit/telemetry/test_deploy_metrics.py" \
+        "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit/telemetry/test_deploy_metrics.py
 else
-    skip "pytest tests/unit/test_deploy_metrics.py" "no .venv; run it with the project's test command"
+    skip "pytest tests/unit/telemetry/test_deploy_metrics.py" "no .venv; run it with the project's test command"
 fi
 
 # --- 7. Dockerfile and Compose --------------------------------------------------------------
