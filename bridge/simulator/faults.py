@@ -7,8 +7,11 @@ faulted calls are never validated, recorded as messages, or acknowledged with re
 Order per call: latency (``latencyMs`` plus up to ``latencyJitterMs``), then ``failNext`` (the
 next N calls fail with ``errorStatus``/``errorCode``), then ``rate429`` (429, code 1003, with a
 ``Retry-After`` header of ``retryAfter`` seconds: an integer when whole, else a decimal, which
-real clients may not parse), then ``errorRate``. With ``contacts`` set, only calls to those
-contact JIDs are affected (one slow or failing conversation beside healthy ones).
+real clients may not parse), then ``errorRate``. A ``failNext`` or ``errorRate`` fault whose
+``errorStatus`` is 429 carries the same ``Retry-After`` header, so a one-shot 429 with a chosen
+``Retry-After`` is ``{"failNext": 1, "errorStatus": 429, "retryAfter": 2}``. With ``contacts``
+set, only calls to those contact JIDs are affected (one slow or failing conversation beside
+healthy ones).
 """
 
 from __future__ import annotations
@@ -123,12 +126,17 @@ class FaultInjector:
             await asyncio.sleep(delay_ms / 1000)
         if self.remaining > 0:
             self.remaining -= 1
-            raise ApiProblem(c.error_status, c.error_code)
+            raise self._error()
         if c.rate_429 and self.rng.random() < c.rate_429:
-            retry_after = c.retry_after
-            header = (
-                str(int(retry_after)) if retry_after == int(retry_after) else f"{retry_after:g}"
-            )
-            raise ApiProblem(429, 1003, "Too many requests", headers={"Retry-After": header})
+            raise ApiProblem(429, 1003, "Too many requests", headers=self._retry_after())
         if c.error_rate and self.rng.random() < c.error_rate:
-            raise ApiProblem(c.error_status, c.error_code)
+            raise self._error()
+
+    def _retry_after(self) -> dict[str, str]:
+        seconds = self.config.retry_after
+        return {"Retry-After": str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"}
+
+    def _error(self) -> ApiProblem:
+        c = self.config
+        headers = self._retry_after() if c.error_status == 429 else None
+        return ApiProblem(c.error_status, c.error_code, headers=headers)

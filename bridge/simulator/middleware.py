@@ -1,15 +1,21 @@
 """The simulator's request pipeline: record, authenticate, inject faults, format errors.
 
 Owns what happens around every handler. API requests (everything outside ``/_sim``) are
-recorded with their answer, need ``Authorization: Bearer <key>`` (compared in constant time),
-must be within the key's scope and channels (1002 otherwise: the endpoint's label from
-:data:`bridge.simulator.rules.ENDPOINTS`), and may be faulted (send-message and conversation
-routes only). Every failure, from any route, is answered in the platform's error format;
-unknown routes and methods are 404/1009; an unexpected exception is 500/1004 and logged.
+recorded with their answer (the decoded ``path`` and the ``rawPath`` exactly as it arrived,
+``received`` when the request arrived and ``time`` when it was answered, the body parsed and
+its ``bodySha256``, so a test can tell that it arrived byte for byte), need
+``Authorization: Bearer <key>`` (compared in constant time), must be within the key's scope
+and channels (1002 otherwise: the endpoint's label from :data:`bridge.simulator.rules.ENDPOINTS`),
+and may be faulted (send-message and conversation routes only). Every failure, from any route,
+is answered in the platform's error format; unknown routes and methods are 404/1009; an
+unexpected exception is 500/1004 and logged.
+With an admin token configured (``SIMULATOR_ADMIN_TOKEN``), ``/_sim`` requests must carry it as
+a bearer token (401/1001 otherwise), checked by :mod:`bridge.core.auth`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +24,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from bridge.core import auth
 from bridge.simulator import checks, rules
 from bridge.simulator.api import FAULTY_ROUTES
 from bridge.simulator.catalog import REQUEST_KEY
@@ -49,6 +56,12 @@ def _check_access(request: web.Request, key: ApiKey) -> None:
             raise ApiProblem(403, 1002, "Access denied: the key has no access to this channel")
 
 
+def _check_admin(request: web.Request) -> None:
+    token = request.app[SETTINGS].admin_token
+    if token is not None and not auth.authorized(request.headers.get("Authorization", ""), [token]):
+        raise ApiProblem(401, 1001, "Unauthorized: /_sim needs the admin token")
+
+
 def _problem_from_http(exc: web.HTTPException) -> ApiProblem:
     if exc.status in (404, 405):
         return ApiProblem(404, 1009, "Not found")
@@ -60,13 +73,16 @@ def _problem_from_http(exc: web.HTTPException) -> ApiProblem:
 @web.middleware
 async def platform_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Run ``handler`` the way the platform would, and record API calls."""
+    received = time.time()
     trace_id = new_trace_id()
     api = not request.path.startswith(ADMIN_PREFIX + "/") and request.path != ADMIN_PREFIX
     key = _authenticate(request) if api else None
     is_authorized = key is not None or not api
     problem: ApiProblem | None = None
     try:
-        if key is None and api:
+        if not api:
+            _check_admin(request)
+        elif key is None:
             raise ApiProblem(401, 1001, "Unauthorized")
         if key is not None:
             request[REQUEST_KEY] = key
@@ -84,7 +100,7 @@ async def platform_middleware(request: web.Request, handler: Handler) -> web.Str
     if problem is not None:
         response = problem.response(trace_id)
     if api:
-        await _record(request, response, is_authorized, problem, trace_id)
+        await _record(request, response, is_authorized, problem, trace_id, received)
     return response
 
 
@@ -94,6 +110,7 @@ async def _record(
     is_authorized: bool,
     problem: ApiProblem | None,
     trace_id: str,
+    received: float,
 ) -> None:
     body: Any = None
     raw_body: str | None = None
@@ -110,6 +127,7 @@ async def _record(
         {
             "authorized": is_authorized,
             "body": body,
+            "bodySha256": hashlib.sha256(raw).hexdigest() if raw else None,
             "code": problem.code if problem else None,
             "headers": {
                 str(k): v for k, v in request.headers.items() if k.lower() != "authorization"
@@ -118,6 +136,8 @@ async def _record(
             "path": request.path,
             "query": {str(k): v for k, v in request.query.items()},
             "rawBody": raw_body,
+            "rawPath": request.raw_path,
+            "received": received,
             "status": response.status,
             "time": time.time(),
             "traceId": trace_id if problem else None,

@@ -2,10 +2,16 @@
 
 Owns the simulator's configuration only; reads the mapping it is given (never ``os.environ``)
 and reports every bad variable at once, by name. No I/O.
+
+The ``/_sim`` admin endpoints can read what the simulator recorded and post any webhook body to
+the bridge with the bridge's own token, so they are for local use: a bind to anything but a
+loopback address is refused unless ``SIMULATOR_ADMIN_TOKEN`` is set, and then every ``/_sim``
+request must carry it as a bearer token.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +25,18 @@ from bridge.simulator.keys import ApiKey, parse_keys
 
 #: The channel of the reference's "Read API keys" example, which the simulator serves by default.
 DEFAULT_CHANNEL = "31612345678@whatsapp.eazy.im"
+#: The shortest admin token accepted (the same floor as the bridge's webhook tokens).
+ADMIN_TOKEN_MIN_LENGTH = 16
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the simulator on this machine (``localhost``, 127/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard such as 0.0.0.0 may be reachable from outside
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +57,8 @@ class SimulatorSettings:
     retry_max: float = 30.0
     #: Delivery attempts per webhook call; 0 retries forever, like the platform.
     max_attempts: int = 0
+    #: Required as ``Authorization: Bearer`` on ``/_sim`` when set (None: /_sim is open).
+    admin_token: Secret | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SimulatorSettings:
@@ -77,8 +97,21 @@ class SimulatorSettings:
         if url is not None and not is_http_url(url):
             problems.append(f"SIMULATOR_WEBHOOK_URL: must be an http(s) URL, got {url!r}")
         headers = _headers(get("SIMULATOR_WEBHOOK_HEADERS"), problems)
+        host = get("SIMULATOR_HOST") or "127.0.0.1"
+        admin_token = get("SIMULATOR_ADMIN_TOKEN")
+        if admin_token is not None and len(admin_token) < ADMIN_TOKEN_MIN_LENGTH:
+            problems.append(
+                f"SIMULATOR_ADMIN_TOKEN: at least {ADMIN_TOKEN_MIN_LENGTH} characters, "
+                f"got {len(admin_token)}"
+            )
+        if admin_token is None and not is_loopback(host):
+            problems.append(
+                f"SIMULATOR_HOST: {host!r} is not a loopback address; the /_sim admin endpoints "
+                "would be open to the network: set SIMULATOR_ADMIN_TOKEN (then required as "
+                "'Authorization: Bearer <token>' on /_sim) or bind 127.0.0.1"
+            )
         settings = cls(
-            host=get("SIMULATOR_HOST") or "127.0.0.1",
+            host=host,
             port=port,
             api_keys=keys,
             channels=channels,
@@ -88,6 +121,7 @@ class SimulatorSettings:
             retry_base=number("SIMULATOR_RETRY_BASE", 0.5, 0.001),
             retry_max=number("SIMULATOR_RETRY_MAX", 30.0, 0.001),
             max_attempts=int(number("SIMULATOR_MAX_ATTEMPTS", 0, 0, integer=True)),
+            admin_token=Secret(admin_token) if admin_token is not None else None,
         )
         if problems:
             raise ConfigError(problems)
