@@ -75,7 +75,7 @@ async def test_doctor_passes_then_each_check_fails_once(kafka, prefix, procs) ->
         "kafka",
         "BRIDGE_KAFKA_BOOTSTRAP_SERVERS",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
-    )  # noqa: E501
+    )
     await fails("topics", "bridge topics ensure", BRIDGE_TOPIC_PREFIX=prefix + "x")
     await fails("topics", "max.message.bytes", BRIDGE_MAX_BODY_BYTES=str(4 * 1024 * 1024))
     await fails("api", "ASSISTANT scope", BRIDGE_SPOTLER_API_KEY=KEY_CHANNEL)
@@ -91,7 +91,7 @@ async def test_doctor_passes_then_each_check_fails_once(kafka, prefix, procs) ->
         "PATCH",
         f"/channels/{A}/webhooks/{hook['id']}",
         {"headers": {"Authorization": f"Bearer {OLD}"}},
-    )  # noqa: E501
+    )
     await fails("webhooks", "bridge webhooks sync")
     # a second webhook of the bridge
     code, out = await bridge("webhooks", "sync", env=good)
