@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bridge.runtime.webhook_plan import WEBHOOK_EVENTS, plan_channel
 
 URL = "https://bridge.example.com/webhooks"
@@ -18,7 +20,7 @@ def test_every_reference_event() -> None:
 
 
 def test_no_token_in_the_plan_text() -> None:
-    hooks = [
+    hooks: list[dict[str, Any]] = [
         {"id": "1", "url": URL, "events": ["message"], "enabled": False,
          "headers": {"authorization": f"Bearer {STRANGER}"}},
         {"id": "2", "url": "https://old.example.com/x", "events": ["receipt"],
