@@ -11,11 +11,14 @@ export BRIDGE_SPOTLER_API_URL=${BRIDGE_SPOTLER_API_URL:-http://127.0.0.1:8800/v3
 export BRIDGE_KAFKA_BOOTSTRAP_SERVERS=${BRIDGE_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}
 export BRIDGE_LOG_FORMAT=${BRIDGE_LOG_FORMAT:-console}
 export BRIDGE_SPOOL_DIR=${BRIDGE_SPOOL_DIR:-./var/spool}
+export BRIDGE_TOPIC_REPLICATION=${BRIDGE_TOPIC_REPLICATION:-1}  # the local broker is one node
 export SIMULATOR_API_KEYS=$BRIDGE_SPOTLER_API_KEY
 export SIMULATOR_WEBHOOK_URL=${SIMULATOR_WEBHOOK_URL:-http://127.0.0.1:${BRIDGE_HTTP_PORT:-8080}/webhooks}
 export SIMULATOR_WEBHOOK_HEADERS="{\"Authorization\": \"Bearer ${BRIDGE_WEBHOOK_TOKENS%%,*}\"}"
 
 bash scripts/kafka.sh up
+# The topics first, so the first start finds them (no "Topic not found" on a fresh broker).
+"$PY" -m bridge topics ensure
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done

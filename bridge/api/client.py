@@ -1,4 +1,4 @@
-"""Spotler Message API client: the two calls egress makes, over one pooled aiohttp session.
+"""Spotler Message API client: the calls egress and the lifecycle commands make, over one session.
 
 Owns HTTP to the platform: URLs, the bearer key, timeouts, and the translation of every outcome
 that is not a 2xx (network error, timeout, status, the platform's ``{"error": {"code",
@@ -69,8 +69,40 @@ class SpotlerClient:
         path = f"/channels/{quote(channel, safe='@')}/conversations/{quote(contact, safe='@')}"
         return await self._call("PATCH", path, changes, "update_conversation", request_id)
 
+    # -- the platform lifecycle: channels, the key, webhook configuration -----------------------
+
+    async def list_channels(self) -> list[dict[str, Any]]:
+        """``GET /channels`` ("Read channels"): the channels this key may use."""
+        return _list(await self._call("GET", "/channels", None, "read_channels", "channels"))
+
+    async def current_key(self) -> dict[str, Any]:
+        """``GET /keys/current``: the key's ``scope`` and ``objects`` (the channels it may use)."""
+        return await self._call("GET", "/keys/current", None, "read_current_key", "key")
+
+    async def list_webhooks(self, channel: str) -> list[dict[str, Any]]:
+        """``GET /channels/{channel}/webhooks`` ("Read webhooks")."""
+        path = f"/channels/{quote(channel, safe='@')}/webhooks"
+        return _list(await self._call("GET", path, None, "list_webhooks", "webhooks"))
+
+    async def create_webhook(self, channel: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /channels/{channel}/webhooks`` ("Create a webhook"): events, url, headers."""
+        path = f"/channels/{quote(channel, safe='@')}/webhooks"
+        return await self._call("POST", path, body, "create_webhook", "webhooks")
+
+    async def update_webhook(
+        self, channel: str, webhook_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``PATCH /channels/{channel}/webhooks/{id}``: only the fields given change."""
+        path = f"/channels/{quote(channel, safe='@')}/webhooks/{quote(webhook_id, safe='')}"
+        return await self._call("PATCH", path, changes, "update_webhook", "webhooks")
+
+    async def delete_webhook(self, channel: str, webhook_id: str) -> None:
+        """``DELETE /channels/{channel}/webhooks/{id}``."""
+        path = f"/channels/{quote(channel, safe='@')}/webhooks/{quote(webhook_id, safe='')}"
+        await self._call("DELETE", path, None, "delete_webhook", "webhooks")
+
     async def _call(
-        self, method: str, path: str, body: dict[str, Any], endpoint: str, request_id: str
+        self, method: str, path: str, body: dict[str, Any] | None, endpoint: str, request_id: str
     ) -> dict[str, Any]:
         started = time.perf_counter()
         status, code = 0, ""
@@ -78,7 +110,7 @@ class SpotlerClient:
             async with self._session.request(
                 method,
                 yarl.URL(self._base + path, encoded=True),
-                data=orjson.dumps(body),
+                data=orjson.dumps(body) if body is not None else None,
                 headers={
                     "Content-Type": "application/json",
                     "X-Request-Id": header_safe(request_id),
@@ -109,6 +141,12 @@ class SpotlerClient:
 def header_safe(value: str, limit: int = 200) -> str:
     """``value`` for an HTTP header: printable ASCII kept, everything else percent-encoded."""
     return quote(value, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%"))[:limit]
+
+
+def _list(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The JSON array a list endpoint answers (:func:`_json_object` wraps it as ``value``)."""
+    items = answer.get("value")
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

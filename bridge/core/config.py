@@ -137,6 +137,17 @@ def is_loopback_url(url: str) -> bool:
     return host.lower() in ("localhost", "::1") or host.startswith("127.")
 
 
+def jid_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated JIDs (``local@domain``), each once, in the order given."""
+    jids = [j.strip() for j in raw.split(",") if j.strip()]
+    bad = [j for j in jids if j.count("@") != 1 or j.startswith("@") or j.endswith("@")]
+    if bad or any(not j.isprintable() or " " in j for j in jids):
+        raise ValueError(
+            f"expected comma-separated JIDs like 31612345678@whatsapp.eazy.im, got {raw!r}"
+        )
+    return tuple(dict.fromkeys(jids))
+
+
 def secret(raw: str) -> Secret:
     return Secret(raw)
 
@@ -332,12 +343,31 @@ class EgressSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PlatformSettings:
+    """The platform side of a deployment: ``bridge topics ensure``, ``webhooks sync``, doctor."""
+
+    public_url: str | None = setting(
+        "BRIDGE_PUBLIC_URL", None, http_url, "public URL of POST /webhooks (webhooks sync, doctor)"
+    )
+    channels: tuple[str, ...] = setting(
+        "BRIDGE_CHANNELS", (), jid_list, "channel JIDs (else GET /channels with the API key)"
+    )
+    topic_partitions: int = setting(
+        "BRIDGE_TOPIC_PARTITIONS", 6, integer(1, 10_000), "partitions of topics it creates"
+    )
+    topic_replication: int = setting(
+        "BRIDGE_TOPIC_REPLICATION", 3, integer(1, 32), "replication of topics it creates"
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     ingress: IngressSettings = field(default_factory=IngressSettings)
     spool: SpoolSettings = field(default_factory=SpoolSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     egress: EgressSettings = field(default_factory=EgressSettings)
+    platform: PlatformSettings = field(default_factory=PlatformSettings)
     ops_port: int = setting("BRIDGE_OPS_PORT", 9090, integer(0, 65535), "metrics and health")
     shutdown_timeout: float = setting(
         "BRIDGE_SHUTDOWN_TIMEOUT", 25.0, number(1.0), "seconds for a graceful stop"

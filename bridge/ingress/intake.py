@@ -79,7 +79,13 @@ _DECODERS: dict[str, tuple[int, ...]] = {
 }
 
 
-def decode_and_normalize(body: bytes, content_encoding: str, topics: Topics, limit: int) -> Record:
+def decode_and_normalize(
+    body: bytes,
+    content_encoding: str,
+    topics: Topics,
+    limit: int,
+    channels: frozenset[str] = frozenset(),
+) -> Record:
     """Decode ``Content-Encoding`` within the body limit, then normalize.
 
     A body that claims an encoding it does not decode with (or an encoding the bridge does not
@@ -89,7 +95,7 @@ def decode_and_normalize(body: bytes, content_encoding: str, topics: Topics, lim
     received_at = time.time()
     encoding = content_encoding.strip().lower()
     if encoding in ("", "identity"):
-        return normalize(body, topics, received_at=received_at)
+        return normalize(body, topics, received_at=received_at, channels=channels)
     wbits_options = _DECODERS.get(encoding)
     if wbits_options is None:
         reason = f"unsupported Content-Encoding {encoding[:40]!r}"
@@ -103,6 +109,6 @@ def decode_and_normalize(body: bytes, content_encoding: str, topics: Topics, lim
         if len(decoded) > limit or decoder.unconsumed_tail:
             raise TooLarge
         if decoder.eof and not decoder.unused_data:
-            return normalize(decoded, topics, received_at=received_at)
+            return normalize(decoded, topics, received_at=received_at, channels=channels)
     reason = f"body does not decode as Content-Encoding {encoding}"
     return deadletter(body, topics, reason, received_at)

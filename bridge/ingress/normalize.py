@@ -54,15 +54,21 @@ _NO_CHANNEL = "no channel JID in the delivery; key left empty rather than the co
 _MIN_TS, _MAX_TS = 631_152_000, 7_258_118_400
 
 
-def normalize(body: bytes, topics: Topics, *, received_at: float) -> Record:
-    """Turn one delivery into the record to publish. Never raises."""
+def normalize(
+    body: bytes, topics: Topics, *, received_at: float, channels: frozenset[str] = frozenset()
+) -> Record:
+    """Turn one delivery into the record to publish. Never raises.
+
+    ``channels``: the deployment's channel JIDs when known (``BRIDGE_CHANNELS`` or
+    ``GET /channels``); a JID among them is the channel, whatever its position in the body.
+    """
     try:
-        return _normalize(body, topics, received_at)
+        return _normalize(body, topics, received_at, channels)
     except Exception as exc:  # a bug here must not lose a delivery: keep it as a dead letter
         return deadletter(body, topics, f"normalizer error: {type(exc).__name__}", received_at)
 
 
-def _normalize(body: bytes, topics: Topics, received_at: float) -> Record:
+def _normalize(body: bytes, topics: Topics, received_at: float, channels: frozenset[str]) -> Record:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -74,15 +80,22 @@ def _normalize(body: bytes, topics: Topics, received_at: float) -> Record:
     event_type = parsed.get("type")
     if not isinstance(event_type, str) or not event_type:
         return deadletter(body, topics, "no string 'type' field", received_at)
-    return _event_record(parsed, body, event_type, topics, received_at)
+    return _event_record(parsed, body, event_type, topics, received_at, channels)
 
 
 def _event_record(
-    doc: dict[str, Any], body: bytes, event_type: str, topics: Topics, received_at: float
+    doc: dict[str, Any],
+    body: bytes,
+    event_type: str,
+    topics: Topics,
+    received_at: float,
+    channels: frozenset[str],
 ) -> Record:
     known = event_type in KNOWN_EVENTS
     label = event_type if known else "unknown"
     channel, contact, actor, direction = _parties(doc, event_type)
+    if channels:
+        channel, contact, direction = _by_channel_list(doc, channel, contact, direction, channels)
     occurred = _timestamp(doc.get("timestamp"))
     data: dict[str, Any] = {
         "event": event_type if known else event_type[:100],
@@ -181,6 +194,30 @@ def _parties(
         # e.g. an echo from an agent: the one channel-kind JID present is the contact.
         contact = sender or recipient
     return channel, contact, actor, direction or (flow if channel or contact else None)
+
+
+def _by_channel_list(
+    doc: dict[str, Any],
+    channel: str | None,
+    contact: str | None,
+    direction: str | None,
+    channels: frozenset[str],
+) -> tuple[str | None, str | None, str | None]:
+    """Correct an inference with the known channel list: a JID in the list is the channel.
+
+    Only when the inference put a listed JID on the contact's side and the channel's side holds
+    none; a direction the body states stays, a guessed one follows the corrected channel.
+    """
+    if contact not in channels or channel in channels:
+        return channel, contact, direction
+    channel, contact = contact, channel
+    stated = doc.get("direction")
+    if isinstance(stated, str) and stated.lower() in _DIRECTIONS:
+        return channel, contact, direction
+    sender = _jid_of(doc.get("from"))
+    if sender is not None and is_channel_jid(sender):
+        return channel, contact, _guess_direction(sender, channel)
+    return channel, contact, direction
 
 
 def _guess_direction(sender: str | None, channel: str) -> str | None:

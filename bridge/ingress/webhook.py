@@ -23,6 +23,7 @@ from bridge.core import auth
 from bridge.core.config import IngressSettings
 from bridge.core.dedup import RecentIds
 from bridge.core.errors import BridgeError
+from bridge.ingress.channels import ChannelSet
 from bridge.ingress.intake import (
     OFF_LOOP_BYTES,
     Budget,
@@ -46,14 +47,20 @@ STORE = web.AppKey[Store]("store")
 INFLIGHT = web.AppKey("inflight", dict[str, "asyncio.Future[None]"])
 LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
 BUDGET = web.AppKey("budget", Budget)
+CHANNELS = web.AppKey("channels", ChannelSet)
 
 _RETRY_AFTER = "5"
 
 
 def make_webhook_app(
-    settings: IngressSettings, topics: Topics, metrics: Metrics, store: Store
+    settings: IngressSettings,
+    topics: Topics,
+    metrics: Metrics,
+    store: Store,
+    channels: ChannelSet | None = None,
 ) -> web.Application:
-    """The webhook app. ``store`` is where records go (Kafka, or Kafka with the spool)."""
+    """The webhook app. ``store`` is where records go (Kafka, or Kafka with the spool);
+    ``channels`` the deployment's channel JIDs when known (they tell channel from contact)."""
     # client_max_size makes aiohttp refuse larger bodies (413) even when chunked. Bodies are
     # read as sent (auto_decompress off) and decoded here: a body that claims gzip but does not
     # decode must still reach the dead-letter topic with its raw bytes, which aiohttp discards.
@@ -67,6 +74,7 @@ def make_webhook_app(
     app[STORE] = store
     app[INFLIGHT] = {}
     app[BUDGET] = Budget(settings.max_inflight_bytes)
+    app[CHANNELS] = channels if channels is not None else ChannelSet()
     app.on_startup.append(_remember_loop)
     app.router.add_post("/webhooks", handle_webhook)
     return app
@@ -147,7 +155,7 @@ async def _admitted(request: web.Request) -> tuple[web.Response, dict[str, objec
         }
 
     encoding = request.headers.get("Content-Encoding", "")
-    args = (body, encoding, app[TOPICS], settings.max_body_bytes)
+    args = (body, encoding, app[TOPICS], settings.max_body_bytes, app[CHANNELS].jids)
     try:
         if len(body) > OFF_LOOP_BYTES:  # parsing a large body would stall every other request
             app[BUDGET].large = True

@@ -32,6 +32,7 @@ from bridge.ingress.spool import Spool
 from bridge.ingress.store import Durable
 from bridge.ingress.webhook import make_webhook_app
 from bridge.kafka.producer import KafkaPublisher
+from bridge.runtime import channel_list
 from bridge.runtime.ops import Health, OpsSite, make_ops_app
 from bridge.telemetry import logs
 from bridge.telemetry.metrics import Metrics
@@ -72,7 +73,11 @@ def build(settings: Settings, role: Role) -> Parts:
             publisher, spool, publish_timeout=settings.ingress.publish_timeout, metrics=metrics
         )
         health.checks["kafka"] = lambda: durable.ready
-        webhook = make_webhook_app(settings.ingress, topics, metrics, durable)
+        channels = channel_list.initial(settings)
+        refresh = channel_list.refresher(settings, channels, metrics)
+        if refresh is not None:  # not a readiness check: ingress never waits on the API
+            ops.cleanup_ctx.append(refresh)
+        webhook = make_webhook_app(settings.ingress, topics, metrics, durable, channels)
     return Parts(ops=ops, webhook=webhook, health=health, metrics=metrics)
 
 

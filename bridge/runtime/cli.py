@@ -1,4 +1,5 @@
-"""Command line: ``bridge serve|ingress|egress|simulator|config|tail|produce``.
+"""Command line: ``bridge serve|ingress|egress|simulator|config|tail|produce`` and the
+platform lifecycle: ``bridge channels``, ``webhooks sync|list``, ``topics ensure``, ``doctor``.
 
 Reads the environment once into :class:`~bridge.core.config.Settings`, configures logging, and hands
 over to the composition root. An invalid configuration exits with status 2 and a message naming
@@ -29,6 +30,10 @@ COMMANDS = {
     "config": "print the effective configuration with secrets masked",
     "tail": "print records from the bridge's topics as they arrive",
     "produce": "put JSON lines from stdin on a topic (send-message, update-conversation, a name)",
+    "channels": "the channels the API key can use, and the key's scope",
+    "webhooks": "sync: register BRIDGE_PUBLIC_URL as every channel's webhook; list: show them",
+    "topics": "ensure: create the bridge's topics; report those that fall short",
+    "doctor": "check Kafka, topics, the API key and scope, channels, webhooks, the public URL",
 }
 
 
@@ -44,6 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.add_argument("--timeout", type=float, default=0, help="stop after N seconds")
         if name == "produce":
             command.add_argument("topic", help="send-message, update-conversation, or a topic")
+        if name == "channels":
+            command.add_argument("--json", action="store_true", help="print JSON")
+        if name == "webhooks":
+            command.add_argument("action", choices=("sync", "list"))
+            command.add_argument("--dry-run", action="store_true", help="print the plan only")
+            command.add_argument("--prune", action="store_true", help="delete extra webhooks")
+        if name == "topics":
+            command.add_argument("action", choices=("ensure",))
+            command.add_argument("--dry-run", action="store_true", help="print the plan only")
     args = parser.parse_args(argv)
 
     if args.command == "simulator":
@@ -84,9 +98,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _run(produce(settings, args.topic, sys.stdin.readlines()))
 
+    if args.command in ("channels", "webhooks", "topics", "doctor"):
+        return _lifecycle(settings, args)
+
     from bridge.runtime.app import run
 
     return _run(run(settings, role))
+
+
+def _lifecycle(settings: Settings, args: argparse.Namespace) -> int:
+    """The platform lifecycle commands; a missing setting they need exits 2 naming it."""
+    out = sys.stdout
+    if args.command == "topics":
+        from bridge.kafka.topics import ensure
+
+        return _run(ensure(settings, dry_run=args.dry_run, out=out))
+    from bridge.runtime import lifecycle
+
+    try:
+        if args.command == "channels":
+            return _run(lifecycle.channels(settings, as_json=args.json, out=out))
+        if args.command == "doctor":
+            from bridge.runtime.doctor import doctor
+
+            return _run(doctor(settings, out=out))
+        if args.action == "list":
+            return _run(lifecycle.webhooks_list(settings, out=out))
+        sync = lifecycle.webhooks_sync(settings, dry_run=args.dry_run, prune=args.prune, out=out)
+        return _run(sync)
+    except lifecycle.Unusable as exc:
+        print(f"bridge {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 def _secret_values(settings: object) -> list[str]:

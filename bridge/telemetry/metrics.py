@@ -55,6 +55,16 @@ LATENCY_BUCKETS = (
 
 # API call labels (issue 9 item 11): every value comes from these sets, anything else is "other".
 API_ENDPOINTS = ("send_message", "update_conversation")
+#: The platform lifecycle's calls (``bridge channels``/``webhooks``/``doctor``; ingress's channel
+#: list): series of their own, zeroed like the others.
+PLATFORM_ENDPOINTS = (
+    "read_channels",
+    "read_current_key",
+    "list_webhooks",
+    "create_webhook",
+    "update_webhook",
+    "delete_webhook",
+)
 API_STATUSES = frozenset(
     {0, 200, 201, 204, 301, 302, 303, 307, 308, 400, 401, 403, 404, 408, 409, 413, 422, 429}
     | {500, 502, 503, 504}
@@ -279,7 +289,7 @@ class Metrics:
             for outcome in ("succeeded", "failed", "deadletter", "expired", "duplicate"):
                 self.commands.labels(command, outcome)
             self.retries.labels(command)
-        for endpoint in API_ENDPOINTS:
+        for endpoint in API_ENDPOINTS + PLATFORM_ENDPOINTS:
             self.api_duration.labels(endpoint)
             combos = {(s, "") for s in API_STATUSES}
             combos |= {(status, str(code)) for code, status in API_CODE_STATUS.items()}

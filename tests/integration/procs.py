@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -54,6 +55,8 @@ class BridgeProcess:
         return f"http://127.0.0.1:{self.ops_port}"
 
     async def start(self) -> BridgeProcess:
+        if self.command in ("serve", "ingress", "egress"):
+            await ensure_topics(self.env)
         log = self.log_path.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -115,6 +118,24 @@ class BridgeProcess:
     async def metrics(self) -> str:
         async with aiohttp.ClientSession() as http, http.get(self.ops_url + "/metrics") as resp:
             return await resp.text()
+
+
+async def ensure_topics(env: dict[str, str]) -> None:
+    """``bridge topics ensure`` for a process's prefix (the local broker: replication 1, 3
+    partitions unless the test says otherwise), as docs/deploy.md has operators do, so a first
+    start finds its topics. Best effort: tests that start a bridge with Kafka down on purpose
+    go on after a short bounded try."""
+    import io
+
+    from bridge.core.config import Settings
+    from bridge.kafka.topics import ensure
+
+    settings = Settings.from_env(
+        {"BRIDGE_TOPIC_REPLICATION": "1", "BRIDGE_TOPIC_PARTITIONS": "3", **env}
+    )
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(8):
+            await ensure(settings, dry_run=False, out=io.StringIO())
 
 
 class ProcessFactory:

@@ -295,3 +295,19 @@ as float64, which print as 1e+06), others as they are.
 {{- . | toString | quote -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The public URL of POST /webhooks derived from the chart's Ingress: https://<first host><first
+path>, or "" when no Ingress is rendered (then set platform.publicUrl).
+*/}}
+{{- define "spotler-bridge.publicUrl" -}}
+{{- $r := .Values.ingress.ingressResource -}}
+{{- if and .Values.ingress.enabled $r.enabled $r.hosts -}}
+{{- $h := first $r.hosts -}}
+{{- if $h.host -}}
+{{- $path := "/webhooks" -}}
+{{- with $h.paths }}{{ $path = (first .).path }}{{ end -}}
+https://{{ $h.host }}{{ $path }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
