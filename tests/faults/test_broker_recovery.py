@@ -67,7 +67,7 @@ class MixedStream:
             async with http.post(
                 self.url,
                 data=orjson.dumps(self._body(n)),
-                headers={"Authorization": "Bearer tok"},
+                headers={"Authorization": "Bearer tok-0123456789abcdef"},
             ) as resp:
                 status = str(resp.status)
                 if resp.status == 200:
@@ -173,7 +173,7 @@ def make_serve(
         "serve",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
         BRIDGE_TOPIC_PREFIX=prefix,
-        BRIDGE_WEBHOOK_TOKENS="tok",
+        BRIDGE_WEBHOOK_TOKENS="tok-0123456789abcdef",
         BRIDGE_SPOTLER_API_URL=sim.api_url,
         BRIDGE_SPOTLER_API_KEY="sim-key",
         BRIDGE_CHANNELS=samples.CHANNEL,

@@ -117,7 +117,11 @@ async def test_oversized_record_is_set_aside_live_and_after_restart(
     status, answer = await post(url, big(1))
     assert (status, answer["status"]) == (200, "deadletter")
     status, after = await post(url, small(1))
-    assert (status, after["status"]) == (200, "published")
+    # The refusal ended the producer session (bridge/kafka/producer.py): while the new one
+    # starts, the next delivery may be spooled; either way it reaches Kafka within seconds.
+    assert status == 200
+    assert after["status"] in ("published", "spooled")
+    await wait_for(lambda: spool_empty(bridge), timeout=30)
 
     await own_kafka.stop()  # now the oversized record goes to the spool, then a normal one
     status, spooled = await post(url, big(2))
