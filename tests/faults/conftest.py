@@ -8,7 +8,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,31 @@ def own_kafka(tmp_path_factory) -> Iterator[OwnKafka]:
     asyncio.run(broker.down())
 
 
+async def paced(
+    rate: float,
+    concurrency: int,
+    stop: asyncio.Event,
+    post: Callable[[aiohttp.ClientSession, int], Coroutine[Any, Any, None]],
+) -> None:
+    """Call ``post(http, n)`` for n = 0, 1, ... at ``rate`` per second (open loop), at most
+    ``concurrency`` at once, until ``stop`` is set; then wait for the calls in flight."""
+    slots = asyncio.Semaphore(concurrency)
+    pending: set[asyncio.Task[None]] = set()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        n, start = 0, time.monotonic()
+        while not stop.is_set():
+            await slots.acquire()
+            task = asyncio.create_task(post(http, n))
+            task.add_done_callback(lambda _: slots.release())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            n += 1
+            delay = start + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await asyncio.gather(*pending)
+
+
 @dataclass
 class Stream:
     """Posts webhooks like the platform, recording what was acknowledged with 200."""
@@ -122,23 +147,7 @@ class Stream:
         return {"deliveries": longest[0], "seconds": round(longest[1], 2)}
 
     async def _run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=30)
-        slots = asyncio.Semaphore(self.concurrency)
-        pending: set[asyncio.Task[None]] = set()
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            n = 0
-            start = time.monotonic()
-            while not self._stop.is_set():
-                await slots.acquire()
-                task = asyncio.create_task(self._post(http, n))
-                task.add_done_callback(lambda _: slots.release())
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                n += 1
-                delay = start + n / self.rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await asyncio.gather(*pending)
+        await paced(self.rate, self.concurrency, self._stop, self._post)
 
     def start(self) -> Stream:
         self._task = asyncio.create_task(self._run())

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.contract.records import Topics
 from tests import samples
-from tests.faults.conftest import OwnKafka, metric, wait_for
+from tests.faults.conftest import OwnKafka, metric, paced, wait_for
 from tests.integration.procs import (
     BridgeProcess,
     ProcessFactory,
@@ -77,21 +77,7 @@ class MixedStream:
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
     async def _run(self) -> None:
-        slots = asyncio.Semaphore(32)
-        pending: set[asyncio.Task[None]] = set()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            n, start = 0, time.monotonic()
-            while not self._stop.is_set():
-                await slots.acquire()
-                task = asyncio.create_task(self._post(http, n))
-                task.add_done_callback(lambda _: slots.release())
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                n += 1
-                delay = start + n / self.rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await asyncio.gather(*pending)
+        await paced(self.rate, 32, self._stop, self._post)
 
     def start(self) -> MixedStream:
         self._task = asyncio.create_task(self._run())
