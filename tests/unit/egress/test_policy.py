@@ -54,8 +54,10 @@ async def test_circuit_opens_probes_and_closes() -> None:
     assert time.monotonic() - started >= 0.15
     assert states[-1] is CircuitState.HALF_OPEN
     second = asyncio.create_task(breaker.allow())  # a second caller waits for the probe
-    await asyncio.sleep(0.05)
-    assert not second.done()
+    # it stays blocked through three of its 50 ms re-checks (a window for an absence, with
+    # asyncio.wait returning as soon as the task would finish)
+    done, _ = await asyncio.wait({second}, timeout=0.15)
+    assert not done
     breaker.success()
     await asyncio.wait_for(second, 1)
     assert states == [CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.CLOSED]
