@@ -82,9 +82,11 @@ $(MUTANTS_VENV)/.installed: requirements/dev.lock
 
 # MODULE=bridge/core/errors.py limits a run to one module of the pure core ([tool.mutmut]).
 # The score per module is printed at the end (scripts/mutants_score.py); docs/testing.md has it.
+# SAMPLE=N checks only a fixed random sample of N of MODULE's mutants (scripts/mutants_sample.py).
 mutants: $(MUTANTS_VENV)/.installed
-	$(MUTANTS_VENV)/bin/mutmut run --max-children $(MUTANTS_JOBS) \
-		$(if $(MODULE),"$(subst /,.,$(basename $(MODULE))).*",)
+	$(MUTANTS_VENV)/bin/mutmut run --max-children $(MUTANTS_JOBS) $(if $(SAMPLE),\
+		$$($(MUTANTS_VENV)/bin/python scripts/mutants_sample.py $(MODULE) $(SAMPLE)),\
+		$(if $(MODULE),"$(subst /,.,$(basename $(MODULE))).*",))
 	$(MUTANTS_VENV)/bin/python scripts/mutants_score.py $(MODULE)
 
 clean:
