@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from bridge.core.config import Settings, is_loopback_url
+from bridge.core.config import Settings, is_loopback_url, variables
 from bridge.core.errors import ConfigError
 
 
@@ -73,3 +75,18 @@ def test_masked_settings_never_show_a_password_in_a_url() -> None:
     assert "svc:pa" not in shown  # the password starts at the first colon (RFC 3986)
     assert "api.example.com/v3" in shown
     assert "svc" in shown
+
+
+def test_each_variable_lands_where_it_says_and_has_a_help_text() -> None:
+    """The one declaration of a setting names the field it fills (nested groups included) and
+    says what it is for (what README's configuration table and `bridge config` show)."""
+    settings = Settings.from_env({})
+    nested = 0
+    for var in variables():
+        assert var.help.strip(), var.name
+        value: Any = settings
+        for part in var.path.split("."):
+            value = getattr(value, part)
+        assert value == var.default, var.name
+        nested += "." in var.path
+    assert nested > 0

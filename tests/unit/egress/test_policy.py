@@ -165,3 +165,17 @@ async def test_a_paused_channel_waits_out_the_pause() -> None:
     waited = await limiter.acquire("c")
     assert time.monotonic() - started >= pause - 0.01
     assert waited >= pause - 0.01
+
+
+async def test_a_pause_that_comes_during_a_token_wait_is_honoured() -> None:
+    """DESIGN.md: a 429 pauses the bucket until Retry-After has passed, also for a call that
+    was already waiting for a token when the 429 came."""
+    limiter = RateLimiter(rate=2, per_channel=0)
+    await limiter.acquire("c")
+    await limiter.acquire("c")  # the burst of 2 is spent: the next call waits about 0.5 s
+    third = asyncio.create_task(limiter.acquire("c"))
+    await asyncio.sleep(0)  # one turn of the loop: the task is now waiting for its token
+    paused_at = time.monotonic()
+    pause = limiter.pause("c", 0.0)
+    await asyncio.wait_for(third, 5)
+    assert time.monotonic() - paused_at >= pause - 0.01

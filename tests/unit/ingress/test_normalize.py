@@ -384,3 +384,17 @@ def test_the_body_direction_decides_which_end_is_the_channel() -> None:
     assert record.key == f"{channel}/{contact}".encode()
     assert event["data"]["direction"] == "inbound"
     assert event["data"]["channel"]["jid"] == channel
+
+
+@pytest.mark.parametrize(
+    ("assignee", "to"),
+    [
+        ("1563451622477@ai.eazy.im", "assistant"),  # the reference's assistant JIDs
+        ("john@mycompany.com", "agent"),
+        (None, "agents"),  # reference, "Handover": null hands over to the agents
+    ],
+)
+def test_handover_says_who_takes_over(assignee: str | None, to: str) -> None:
+    """webhooks.md: a handover's assignee is an agent e-mail, an assistant JID, or null."""
+    body = {**samples.other_events()["handover"], "assignee": assignee}
+    assert run(body)[1]["data"]["handover"] == {"assignee": assignee, "to": to}
