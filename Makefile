@@ -67,12 +67,27 @@ run: install
 bench: install
 	$(BIN)/python -m tests.bench
 
-MUTMUT_VERSION := 3.3.1
-# MODULE=bridge/core/errors.py limits a run to one module of [tool.mutmut] paths_to_mutate.
-mutants: install
-	$(BIN)/pip install -q "mutmut==$(MUTMUT_VERSION)"
-	$(BIN)/mutmut run $(if $(MODULE),"$(subst /,.,$(basename $(MODULE))).*",)
-	$(BIN)/mutmut results
+MUTMUT_VERSION := 3.8.1
+MUTANTS_VENV ?= .venv-mutants
+MUTANTS_JOBS ?= 2
+# mutmut runs the tests against its mutated copy in mutants/. It needs a virtualenv of its own,
+# without the package installed: with the editable install of .venv, `import bridge` loads the
+# working tree instead and no mutant can be seen ("Unable to force test failures").
+$(MUTANTS_VENV)/.installed: requirements/dev.lock
+	python3 -m venv $(MUTANTS_VENV)
+	$(MUTANTS_VENV)/bin/pip install -q --upgrade pip
+	$(MUTANTS_VENV)/bin/pip install -q --require-hashes -r requirements/dev.lock
+	$(MUTANTS_VENV)/bin/pip install -q "mutmut==$(MUTMUT_VERSION)"
+	touch $@
+
+# MODULE=bridge/core/errors.py limits a run to one module of the pure core ([tool.mutmut]).
+# The score per module is printed at the end (scripts/mutants_score.py); docs/testing.md has it.
+# SAMPLE=N checks only a fixed random sample of N of MODULE's mutants (scripts/mutants_sample.py).
+mutants: $(MUTANTS_VENV)/.installed
+	$(MUTANTS_VENV)/bin/mutmut run --max-children $(MUTANTS_JOBS) $(if $(SAMPLE),\
+		$$($(MUTANTS_VENV)/bin/python scripts/mutants_sample.py $(MODULE) $(SAMPLE)),\
+		$(if $(MODULE),"$(subst /,.,$(basename $(MODULE))).*",))
+	$(MUTANTS_VENV)/bin/python scripts/mutants_score.py $(MODULE)
 
 clean:
-	rm -rf mutants $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .kafka .kafka-test .tools var
+	rm -rf mutants $(MUTANTS_VENV) $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .kafka .kafka-test .tools var

@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 from bridge.core.errors import ConfigError
@@ -63,28 +64,32 @@ def text(raw: str) -> str:
     return raw
 
 
+# The factories bind plain functions with partial() rather than return closures: the parsers
+# are built at import time, and mutation testing (docs/testing.md) sees only what runs in a test.
 def integer(low: int = 0, high: int | None = None) -> Parser:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {raw!r}") from None
-        return _bounded(value, low, high)
+    return partial(_integer, low=low, high=high)
 
-    return parse
+
+def _integer(raw: str, low: int, high: int | None) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {raw!r}") from None
+    return _bounded(value, low, high)
 
 
 def number(low: float = 0.0, high: float | None = None) -> Parser:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"expected a number, got {raw!r}") from None
-        if math.isnan(value):  # NaN never satisfies a bound; say so instead of passing it on
-            raise ValueError("expected a number, got NaN")
-        return _bounded(value, low, high)
+    return partial(_number, low=low, high=high)
 
-    return parse
+
+def _number(raw: str, low: float, high: float | None) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number, got {raw!r}") from None
+    if math.isnan(value):  # NaN never satisfies a bound; say so instead of passing it on
+        raise ValueError("expected a number, got NaN")
+    return _bounded(value, low, high)
 
 
 def _bounded(value: N, low: N, high: N | None) -> N:
@@ -95,22 +100,24 @@ def _bounded(value: N, low: N, high: N | None) -> N:
 
 
 def choice(allowed: tuple[str, ...], case: Callable[[str], str] = str.lower) -> Parser:
-    def parse(raw: str) -> str:
-        value = case(raw)
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}, got {raw!r}")
-        return value
+    return partial(_choice, allowed=allowed, case=case)
 
-    return parse
+
+def _choice(raw: str, allowed: tuple[str, ...], case: Callable[[str], str]) -> str:
+    value = case(raw)
+    if value not in allowed:
+        raise ValueError(f"must be one of {', '.join(allowed)}, got {raw!r}")
+    return value
 
 
 def matching(pattern: re.Pattern[str]) -> Parser:
-    def parse(raw: str) -> str:
-        if not pattern.fullmatch(raw):
-            raise ValueError(f"must match {pattern.pattern}, got {raw!r}")
-        return raw
+    return partial(_matching, pattern=pattern)
 
-    return parse
+
+def _matching(raw: str, pattern: re.Pattern[str]) -> str:
+    if not pattern.fullmatch(raw):
+        raise ValueError(f"must match {pattern.pattern}, got {raw!r}")
+    return raw
 
 
 def http_url(raw: str) -> str:

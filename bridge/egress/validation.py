@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -210,17 +211,16 @@ def _interactive(check: _Check, value: object, path: str) -> None:
             _COMPONENT_CHECKS[name](check, comps[name], f"{path}.{name}")
 
 
-def _text_component(max_len: int) -> Callable[[_Check, object, str], None]:
-    def validate(check: _Check, value: object, path: str) -> None:
-        obj = check.obj(value, path)
-        if obj is None:
-            return
-        check.fields(obj, path, ("text",), ("type",))
-        check.string(obj, "text", path, max_len=max_len)
-        if obj.get("type", "text") != "text":
-            check.add(f"{path}.type", "must be 'text'")
-
-    return validate
+def _text_component(check: _Check, value: object, path: str, max_len: int) -> None:
+    # A plain function bound with partial() below, not a closure built at import time: mutation
+    # testing (docs/testing.md) can then see which tests run it.
+    obj = check.obj(value, path)
+    if obj is None:
+        return
+    check.fields(obj, path, ("text",), ("type",))
+    check.string(obj, "text", path, max_len=max_len)
+    if obj.get("type", "text") != "text":
+        check.add(f"{path}.type", "must be 'text'")
 
 
 def _buttons(check: _Check, value: object, path: str) -> None:
@@ -317,9 +317,9 @@ def _product_list(check: _Check, value: object, path: str) -> None:
 
 
 _COMPONENT_CHECKS: Mapping[str, Callable[[_Check, object, str], None]] = {
-    "header": _text_component(60),
-    "body": _text_component(1024),
-    "footer": _text_component(60),
+    "header": partial(_text_component, max_len=60),
+    "body": partial(_text_component, max_len=1024),
+    "footer": partial(_text_component, max_len=60),
     "buttons": _buttons,
     "list": _list,
     "product": _product_item,

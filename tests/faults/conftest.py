@@ -207,10 +207,15 @@ async def conservation(
 
 
 async def metric(ops_url: str, name: str) -> float | None:
+    """The value of an unlabelled series on /metrics; None when it cannot be read in 10 s."""
+    timeout = aiohttp.ClientTimeout(total=10)
     try:
-        async with aiohttp.ClientSession() as http, http.get(ops_url + "/metrics") as resp:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.get(ops_url + "/metrics") as resp,
+        ):
             text = await resp.text()
-    except aiohttp.ClientError:
+    except (TimeoutError, aiohttp.ClientError):
         return None
     for line in text.splitlines():
         if line.startswith(name + " "):

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bridge.contract.records import Topics
+from tests.faults.conftest import wait_for
 from tests.integration.procs import (
     BridgeProcess,
     ProcessFactory,
@@ -94,7 +95,7 @@ async def test_flaky_platform(procs, kafka, prefix, report) -> None:
     stream = commands(400, 20, "flaky")
     for start in range(0, 400, 100):  # a stream, not one batch
         await produce(kafka, Topics(prefix).send_message, stream[start : start + 100])
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # paces the producer (a stream), not a synchronisation
     results = await all_results(kafka, prefix, {c["id"] for c in stream})
     ids = [r["data"]["commandId"] for r in results]
     assert sorted(ids) == sorted(c["id"] for c in stream)  # exactly one result per command
@@ -124,9 +125,14 @@ async def test_egress_killed_mid_stream(procs, kafka, prefix, report) -> None:
     stream = commands(400, 12, "kill")
     await produce(kafka, Topics(prefix).send_message, stream)
     for _ in range(2):
+        calls_before = len(await sim.admin("GET", "requests"))
         await egress.start()
         await egress.wait_ready(timeout=60)
-        await asyncio.sleep(1.5)
+
+        async def sending(target: int = calls_before + 50) -> bool:  # this run called 50 times
+            return len(await sim.admin("GET", "requests")) >= target
+
+        await wait_for(sending, timeout=60)
         await egress.kill()
     done_before_last_start = len(
         await consume(kafka, [Topics(prefix).results], count=10**9, timeout=3)

@@ -43,3 +43,13 @@ def test_size_zero_remembers_nothing_and_non_strings_are_never_seen() -> None:
     ids.add("a")
     assert "a" not in ids
     assert 5 not in RecentIds(5, ttl=60.0)
+
+
+def test_size_one_remembers_the_latest_id() -> None:
+    """A memory of one id still acknowledges an immediate repeat (DESIGN.md, "Ingress" 5)."""
+    ids = RecentIds(1, ttl=60.0, clock=Clock())
+    ids.add("a")
+    assert "a" in ids
+    ids.add("b")
+    assert "b" in ids
+    assert "a" not in ids

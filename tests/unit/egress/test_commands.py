@@ -177,3 +177,14 @@ def test_deadletter_keeps_the_bytes() -> None:
     data = _record_data(binary)
     assert data["bodyEncoding"] == "base64"
     assert base64.b64decode(data["body"]) == b"\xff\xfe"
+
+
+def test_a_command_keyed_with_bytes_that_are_not_utf8_is_still_dead_lettered() -> None:
+    """A crafted key costs that one command, never the consumer (DESIGN.md, "Recovery"): the
+    dead letter is written, keyed with the very bytes, and its body is intact."""
+    position = Position("p.commands.send-message", 0, 7, b"\xff\xfe/\xc3", 0)
+    record = commands.deadletter_record(TOPICS, b"not json", position, "not valid JSON")
+    assert record.key == b"\xff\xfe/\xc3"
+    data = _record_data(record)
+    assert data["body"] == "not json"
+    assert isinstance(data["key"], str)

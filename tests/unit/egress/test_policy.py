@@ -12,7 +12,7 @@ from bridge.core.backoff import Backoff
 from bridge.core.backoff import full_jitter as backoff
 from bridge.core.errors import ApiError
 from bridge.egress.offsets import OffsetTracker
-from bridge.egress.policy import CircuitBreaker, CircuitState, TokenBucket
+from bridge.egress.policy import CircuitBreaker, CircuitState, RateLimiter, TokenBucket
 
 
 def test_backoff_is_full_jitter_and_capped() -> None:
@@ -54,8 +54,10 @@ async def test_circuit_opens_probes_and_closes() -> None:
     assert time.monotonic() - started >= 0.15
     assert states[-1] is CircuitState.HALF_OPEN
     second = asyncio.create_task(breaker.allow())  # a second caller waits for the probe
-    await asyncio.sleep(0.05)
-    assert not second.done()
+    # it stays blocked through three of its 50 ms re-checks (a window for an absence, with
+    # asyncio.wait returning as soon as the task would finish)
+    done, _ = await asyncio.wait({second}, timeout=0.15)
+    assert not done
     breaker.success()
     await asyncio.wait_for(second, 1)
     assert states == [CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.CLOSED]
@@ -91,6 +93,20 @@ def test_commit_point_never_skips_an_unfinished_record() -> None:
     tracker.finish(13)
     assert tracker.commit_point() == 14
     assert tracker.pending == 0
+
+
+def test_a_finish_for_an_offset_not_tracked_changes_nothing() -> None:
+    """A record finished twice, or one from before a rebalance, neither crashes the consumer nor
+    moves the commit point past a record still running (DESIGN.md: "no gaps")."""
+    tracker = OffsetTracker()
+    tracker.add(5)
+    tracker.add(6)
+    tracker.finish(6)
+    tracker.finish(6)
+    tracker.finish(99)
+    assert tracker.commit_point() is None  # 5 still runs
+    tracker.finish(5)
+    assert tracker.commit_point() == 7
 
 
 @pytest.mark.parametrize(
@@ -129,3 +145,37 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412475.0) == 5.0
+
+
+async def test_a_bucket_refills_at_its_rate() -> None:
+    """20 calls per second: a token spent is back within 0.1 s (time passing is what is under
+    test here, not a synchronisation)."""
+    bucket = TokenBucket(rate=20, burst=1)
+    assert bucket.delay() == 0.0
+    await asyncio.sleep(0.1)
+    assert bucket.delay() == 0.0
+
+
+async def test_a_paused_channel_waits_out_the_pause() -> None:
+    """DESIGN.md: a 429 pauses the bucket it applies to until Retry-After has passed."""
+    limiter = RateLimiter(rate=0, per_channel=0)
+    pause = limiter.pause("c", 0.3)
+    assert pause >= 0.3
+    started = time.monotonic()
+    waited = await limiter.acquire("c")
+    assert time.monotonic() - started >= pause - 0.01
+    assert waited >= pause - 0.01
+
+
+async def test_a_pause_that_comes_during_a_token_wait_is_honoured() -> None:
+    """DESIGN.md: a 429 pauses the bucket until Retry-After has passed, also for a call that
+    was already waiting for a token when the 429 came."""
+    limiter = RateLimiter(rate=2, per_channel=0)
+    await limiter.acquire("c")
+    await limiter.acquire("c")  # the burst of 2 is spent: the next call waits about 0.5 s
+    third = asyncio.create_task(limiter.acquire("c"))
+    await asyncio.sleep(0)  # one turn of the loop: the task is now waiting for its token
+    paused_at = time.monotonic()
+    pause = limiter.pause("c", 0.0)
+    await asyncio.wait_for(third, 5)
+    assert time.monotonic() - paused_at >= pause - 0.01

@@ -142,6 +142,15 @@ async def test_retry_deadline_stops_retrying() -> None:
     assert len(h.api.calls) == 1
 
 
+async def test_a_retry_after_beyond_the_deadline_is_not_shortened() -> None:
+    """A 429's Retry-After is honoured as given (DESIGN.md, "Egress"): 5 s does not fit a 3 s
+    retry deadline, so the command fails after one call instead of retrying after a shorter
+    pause."""
+    h = Harness(FakeApi(ApiError(429, 1003, "slow", retry_after=5.0)), retry_deadline=3.0)
+    assert await h.runner.run(position(), "send-message", None, command()) == "failed"
+    assert len(h.api.calls) == 1
+
+
 async def test_retry_after_is_waited() -> None:
     """A 429's Retry-After is the pause before the next attempt."""
     h = Harness(FakeApi(ApiError(429, 1003, "slow", retry_after=0.2)))

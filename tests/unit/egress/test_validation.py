@@ -335,6 +335,14 @@ def test_invalid_lists(change: Any, expected: str) -> None:
     assert any(expected in p for p in problems), problems
 
 
+def test_a_list_row_needs_no_description() -> None:
+    """The reference's list example calls a row's description "Optional description"."""
+    message = interactive(LIST)
+    for row in components(message)["list"]["sections"][0]["rows"]:
+        del row["description"]
+    assert message_problems(message) == []
+
+
 def test_products() -> None:
     """A product needs a productId; a body is optional; product lists hold at most 30 items."""
     message = interactive(PRODUCT)
@@ -458,3 +466,12 @@ def test_conversation_jid_problems(channel: str, contact: str, expected: str | N
 def test_media_types_require_a_mime_type(kind: str) -> None:
     """The reference's "Messages" tables (Gif, Voice message, Sticker, ...) mark mimeType Y."""
     assert "message.mimeType: required" in message_problems({"type": kind})
+
+
+def test_a_conversation_with_itself_names_both_fields() -> None:
+    """The reason names the command's fields as DESIGN.md spells them (contactJid, channelJid)."""
+    jid = "31612345678@whatsapp.eazy.im"
+    problem = conversation_problem(jid, jid)
+    assert problem is not None
+    assert problem.startswith("contactJid: ")
+    assert "channelJid" in problem

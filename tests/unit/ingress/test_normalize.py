@@ -364,3 +364,37 @@ def test_property_anything_else_is_a_dead_letter_with_its_bytes(raw: bytes) -> N
     body = data["body"]
     got = base64.b64decode(body) if data["bodyEncoding"] == "base64" else body.encode()
     assert got == raw
+
+
+def test_the_body_direction_decides_which_end_is_the_channel() -> None:
+    """DESIGN.md, "Ingress" 6 and webhooks.md (`direction`: `received` on inbound): an event
+    whose direction says received came from the contact to the channel, even an `echo`, which
+    otherwise flows outbound."""
+    channel, contact = "31612345678@whatsapp.eazy.im", "31611111111@whatsapp.eazy.im"
+    body = {
+        "type": "echo",
+        "version": 2,
+        "timestamp": 1700000000,
+        "direction": "received",
+        "from": {"jid": contact},
+        "to": channel,
+        "message": {"id": "m1", "type": "text", "body": "hi"},
+    }
+    record, event = run(body)
+    assert record.key == f"{channel}/{contact}".encode()
+    assert event["data"]["direction"] == "inbound"
+    assert event["data"]["channel"]["jid"] == channel
+
+
+@pytest.mark.parametrize(
+    ("assignee", "to"),
+    [
+        ("1563451622477@ai.eazy.im", "assistant"),  # the reference's assistant JIDs
+        ("john@mycompany.com", "agent"),
+        (None, "agents"),  # reference, "Handover": null hands over to the agents
+    ],
+)
+def test_handover_says_who_takes_over(assignee: str | None, to: str) -> None:
+    """webhooks.md: a handover's assignee is an agent e-mail, an assistant JID, or null."""
+    body = {**samples.other_events()["handover"], "assignee": assignee}
+    assert run(body)[1]["data"]["handover"] == {"assignee": assignee, "to": to}

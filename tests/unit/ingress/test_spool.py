@@ -124,7 +124,10 @@ async def test_drain_waits_out_kafka_failures(running: Running) -> None:
     publisher.fail_with = PublishError("down")
     await asyncio.gather(*(running.spool.append(record(i)) for i in range(10)))
     running.drain_to(publisher)
-    await asyncio.sleep(0.5)
+    # two failed rounds of the whole batch (a condition with a deadline, not a sleep)
+    async with asyncio.timeout(10):
+        while publisher.calls < 20:  # noqa: ASYNC110 - polls a plain counter under a deadline
+            await asyncio.sleep(0.01)
     assert running.spool.pending == 10
     publisher.fail_with = None
     await asyncio.wait_for(running.spool.wait_until(lambda: running.spool.empty), 15)
