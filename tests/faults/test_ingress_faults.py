@@ -17,6 +17,9 @@ from tests.integration.procs import BridgeProcess, ProcessFactory
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
+#: Seconds from Kafka being ready again until the spool is empty (scenario 1).
+DRAIN_BOUND = 20.0
+
 
 def make_ingress(procs: ProcessFactory, broker: OwnKafka, prefix: str, **env: str) -> BridgeProcess:
     return procs.make(
@@ -35,6 +38,7 @@ async def spool_empty(bridge: BridgeProcess) -> bool:
     return await metric(bridge.ops_url, "spotler_bridge_spool_records") == 0.0
 
 
+@pytest.mark.timeout(300)  # a broker stop and start: past the default 120 s on a loaded machine
 async def test_kafka_stopped_during_stream(procs, own_kafka, prefix, report) -> None:
     """Scenario 1: Kafka goes away mid-stream and comes back; every delivery still gets 200."""
     bridge = make_ingress(procs, own_kafka, prefix)
@@ -46,19 +50,26 @@ async def test_kafka_stopped_during_stream(procs, own_kafka, prefix, report) -> 
     await asyncio.sleep(5)
     spooled = await metric(bridge.ops_url, "spotler_bridge_spool_records")
     restarted = time.monotonic()
-    await own_kafka.start()
+    await own_kafka.start()  # returns once the broker is ready again
+    returned = time.monotonic()
     await asyncio.sleep(3)
     await stream.stop()
-    drain = await wait_for(lambda: spool_empty(bridge), timeout=60) + (time.monotonic() - restarted)
+    await wait_for(lambda: spool_empty(bridge), timeout=60)
+    drain, after_return = time.monotonic() - restarted, time.monotonic() - returned
     figures = await conservation(own_kafka.bootstrap, prefix, stream)
     assert stream.statuses == {"200": len(stream.acked)}, stream.statuses  # all 200s
     assert spooled is not None
     assert spooled > 0
+    # Issue 16: the drain resumes within seconds of Kafka's return (measured 5 s, 3 of them the
+    # stream still running; 10 s to over 18 s before, when it slept out the reconnect and drain
+    # backoffs grown while Kafka was away). The bound leaves room for a loaded 2-core CI.
+    assert after_return < DRAIN_BOUND, f"spool drained {after_return:.1f}s after Kafka returned"
     assert await bridge.stop() == 0
     report["1-kafka-stopped"] = {
         **figures,
         "spooled_at_peak": spooled,
         "seconds_to_drain_after_restart": round(drain, 1),
+        "seconds_to_drain_after_return": round(after_return, 1),
     }
 
 
