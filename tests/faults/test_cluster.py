@@ -48,7 +48,7 @@ def make_ingress(procs: ProcessFactory, cluster: ScriptedKafka, prefix: str) -> 
         "ingress",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap,
         BRIDGE_TOPIC_PREFIX=prefix,
-        BRIDGE_WEBHOOK_TOKENS="tok",
+        BRIDGE_WEBHOOK_TOKENS="tok-0123456789abcdef",
         BRIDGE_PUBLISH_TIMEOUT="0.5",
         BRIDGE_SHUTDOWN_TIMEOUT="20",
         BRIDGE_LOG_LEVEL="warning",

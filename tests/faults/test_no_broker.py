@@ -37,7 +37,7 @@ async def test_broker_unreachable_at_start_up(procs, prefix, tmp_path, report) -
         "ingress",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
         BRIDGE_TOPIC_PREFIX=prefix,
-        BRIDGE_WEBHOOK_TOKENS="tok",
+        BRIDGE_WEBHOOK_TOKENS="tok-0123456789abcdef",
         BRIDGE_LOG_LEVEL="info",
     )
     egress = make_egress(procs, broker.bootstrap, prefix, sim)

@@ -102,7 +102,7 @@ def managed_env(
 def bridge(
     procs: ProcessFactory, role: str, env: dict[str, str], sim: Simulator | None
 ) -> BridgeProcess:
-    extra = {"BRIDGE_WEBHOOK_TOKENS": "tok"} if role == "ingress" else {}
+    extra = {"BRIDGE_WEBHOOK_TOKENS": "tok-0123456789abcdef"} if role == "ingress" else {}
     if sim is not None:
         extra |= {"BRIDGE_SPOTLER_API_URL": sim.api_url, "BRIDGE_SPOTLER_API_KEY": "sim-key"}
     elif role == "egress":
