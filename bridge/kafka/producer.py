@@ -17,8 +17,10 @@ the epoch), so after *any* failed delivery every later batch of that partition w
 ends the session: the producer is abandoned (everything it still holds fails with
 :class:`PublishError`, definitely: it will not send it any more), and a new producer (new
 producer id) is started. Callers resend from where they keep records (the spool, the egress
-result loop), with the same ids. A record that was in flight when its session ended may still
-have been written: a duplicate with the same id, never a loss (see README, "Delivery").
+result loop), with the same ids; :meth:`KafkaPublisher.until_new_session` tells a retry loop
+when a new session works, so it resends then rather than after its backoff. A record that was
+in flight when its session ended may still have been written: a duplicate with the same id,
+never a loss (see README, "Delivery").
 The broker-free fake publisher for tests is in ``tests/fakes.py``.
 """
 
@@ -341,7 +343,7 @@ class KafkaPublisher:
         within that time of Kafka's return; sessions that end without a single acknowledgement
         are started further and further apart (up to ``RECONNECT_MAX``), never in a tight loop.
         """
-        idle = Backoff(0.2, RECONNECT_MAX)
+        pause = Backoff(0.2, RECONNECT_MAX)
         while True:
             producer = await start_with_retry(
                 self._new_producer, "kafka", RECONNECT_MAX, kafka=self._kafka
@@ -359,9 +361,9 @@ class KafkaPublisher:
             log.warning("kafka.producer_recreated", reason=reason)
             await self._abandon(session, reason)
             if session.acknowledged:
-                idle.reset()
+                pause.reset()
             else:
-                await asyncio.sleep(idle.next())
+                await asyncio.sleep(pause.next())
 
     async def _watch(self, session: _Session) -> str:
         """Return why ``session`` ended: a failed delivery, an overdue one, or a dead sender."""
