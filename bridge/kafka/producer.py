@@ -340,8 +340,9 @@ class KafkaPublisher:
         repeat forever (wrong credentials, untrusted CA) raises :class:`KafkaRefused`.
 
         Connecting is retried at most ``RECONNECT_MAX`` seconds apart, so a new session starts
-        within that time of Kafka's return; sessions that end without a single acknowledgement
-        are started further and further apart (up to ``RECONNECT_MAX``), never in a tight loop.
+        within that time of Kafka's return. A session is replaced at once; sessions that keep
+        ending without a single acknowledgement are started further and further apart (up to
+        ``RECONNECT_MAX``), never in a tight loop.
         """
         pause = Backoff(0.2, RECONNECT_MAX)
         while True:
@@ -362,8 +363,8 @@ class KafkaPublisher:
             await self._abandon(session, reason)
             if session.acknowledged:
                 pause.reset()
-            else:
-                await asyncio.sleep(pause.next())
+            elif (delay := pause.next()) and pause.failures > 1:
+                await asyncio.sleep(delay)  # the first replacement is immediate
 
     async def _watch(self, session: _Session) -> str:
         """Return why ``session`` ended: a failed delivery, an overdue one, or a dead sender."""
