@@ -4,6 +4,7 @@ record what they are given, never mocks of the code under test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,7 @@ from bridge.contract.records import Record
 
 
 class InMemoryPublisher:
-    """A :class:`~bridge.kafka.producer.Publisher` that keeps records in a list.
+    """A :class:`~bridge.kafka.producer.SessionPublisher` that keeps records in a list.
 
     ``fail_with`` makes every publish raise it; ``failures`` makes only the next N raise.
     """
@@ -23,6 +24,21 @@ class InMemoryPublisher:
         self.fail_with: Exception | None = None
         self.failures: deque[Exception] = deque()
         self.calls = 0
+        self.session = 1  # :meth:`new_session` starts another (the producer replaced)
+        self._started = asyncio.Event()
+
+    def new_session(self) -> None:
+        self.session += 1
+        self._started.set()
+        self._started = asyncio.Event()
+
+    async def until_new_session(self, seen: int, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self.session in (0, seen):
+                    await self._started.wait()
+                return True
+        return False
 
     async def publish(self, record: Record, *, timeout: float | None = None) -> None:
         self.calls += 1

@@ -40,7 +40,7 @@ from bridge.core.config import SpoolSettings
 from bridge.core.errors import PublishError, RecordRejected, SpoolError
 from bridge.ingress.frames import MAGIC, decode, encode, scan
 from bridge.ingress.setaside import set_aside
-from bridge.kafka.producer import Publisher
+from bridge.kafka.producer import Publisher, SessionPublisher
 from bridge.telemetry.metrics import Metrics
 
 __all__ = ["MAGIC", "Spool", "decode", "encode", "scan"]
@@ -358,12 +358,15 @@ class Spool:
         return records, bad, segment.drained + frames[:limit][-1][0]
 
     async def run_drain(
-        self, publisher: Publisher, *, batch: int = 500, timeout: float | None = None
+        self, publisher: SessionPublisher, *, batch: int = 500, timeout: float | None = None
     ) -> None:
         """Publish spooled records to Kafka in order, for as long as the process lives.
 
         ``timeout=None`` waits for the producer's own answer (acknowledged, or failed within its
-        delivery bound), so a chunk is never resent while the producer still holds it."""
+        delivery bound), so a chunk is never resent while the producer still holds it. After a
+        failed attempt the drain waits out its backoff, or less: a new producer session (Kafka
+        is back, or the failed session was replaced) resends at once with the backoff reset, so
+        a backoff grown while Kafka was away never delays the drain after its return."""
         retry = Backoff(0.2, 10.0)
         while True:
             segment = next((s for s in self._segments if s.drained < s.size), None)
@@ -386,12 +389,12 @@ class Spool:
                 self._oldest = chunk[0][2]
             todo = [(segment.seq, end, record) for end, record, _ in chunk]
             while todo:
+                seen = publisher.session
                 todo = await self._publish(publisher, todo, timeout)
                 outcome = "failed" if todo else "ok"
                 self._metrics.child(self._metrics.spool_drain_attempts, outcome).inc()
-                if todo:
-                    delay = retry.next()
-                    await asyncio.sleep(delay)
+                if todo and await publisher.until_new_session(seen, retry.next()):
+                    retry.reset()
             retry.reset()
             segment.drained = upto
             self._save_mark(segment)

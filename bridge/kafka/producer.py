@@ -17,8 +17,10 @@ the epoch), so after *any* failed delivery every later batch of that partition w
 ends the session: the producer is abandoned (everything it still holds fails with
 :class:`PublishError`, definitely: it will not send it any more), and a new producer (new
 producer id) is started. Callers resend from where they keep records (the spool, the egress
-result loop), with the same ids. A record that was in flight when its session ended may still
-have been written: a duplicate with the same id, never a loss (see README, "Delivery").
+result loop), with the same ids; :meth:`KafkaPublisher.until_new_session` tells a retry loop
+when a new session works, so it resends then rather than after its backoff. A record that was
+in flight when its session ended may still have been written: a duplicate with the same id,
+never a loss (see README, "Delivery").
 The broker-free fake publisher for tests is in ``tests/fakes.py``.
 """
 
@@ -60,6 +62,10 @@ from bridge.telemetry.metrics import Metrics
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
+#: The longest wait between connection attempts of the producer, and between sessions that
+#: ended without an acknowledgement: a new session starts within this time of Kafka's return.
+RECONNECT_MAX = 2.0
+
 #: Kafka refused the record itself: sending it again cannot succeed.
 REFUSED: tuple[type[KafkaError], ...] = (
     MessageSizeTooLargeError,
@@ -86,6 +92,22 @@ class Publisher(Protocol):
         ...
 
     async def publish(self, record: Record, *, timeout: float | None = None) -> None: ...
+
+
+class SessionPublisher(Publisher, Protocol):
+    """A :class:`Publisher` that says when a new producer session starts, so that a retry loop
+    (the spool drain) resends at once instead of sleeping out a backoff grown while Kafka was
+    away."""
+
+    @property
+    def session(self) -> int:
+        """The working session's number (a new one at each start); 0 while there is none."""
+        ...
+
+    async def until_new_session(self, seen: int, timeout: float) -> bool:
+        """Wait until a working session other than ``seen`` exists (True), at most ``timeout``
+        seconds (False)."""
+        ...
 
 
 def client_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -231,10 +253,12 @@ class SessionEnded(KafkaError):  # type: ignore[misc]  # aiokafka is untyped
 class _Session:
     """One started producer and the deliveries it still owns, oldest first."""
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: AIOKafkaProducer, number: int) -> None:
         self.producer = producer
+        self.number = number
         self.pending: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self.ended: str | None = None
+        self.acknowledged = False
 
     def track(self, future: asyncio.Future[Any], now: float) -> None:
         self.pending.append((now, future))
@@ -246,6 +270,8 @@ class _Session:
         exc = future.exception()  # also marks it retrieved when nobody waits any more
         if exc is not None:
             self.end(f"delivery failed: {type(exc).__name__}: {exc}")
+        else:
+            self.acknowledged = True
 
     def end(self, reason: str) -> None:
         if self.ended is None:
@@ -274,11 +300,26 @@ class KafkaPublisher:
         self._metrics = metrics
         self._max_request_size = max_request_size
         self._session: _Session | None = None
+        self._sessions = 0  # sessions started so far: the next one's number is this + 1
+        self._started = asyncio.Event()  # set (and replaced) when a session starts
         self._connected = False
 
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def session(self) -> int:
+        session = self._session
+        return session.number if session is not None and session.ended is None else 0
+
+    async def until_new_session(self, seen: int, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self.session in (0, seen):
+                    await self._started.wait()  # this session's event: a later start sets it
+                return True
+        return False
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -296,18 +337,34 @@ class KafkaPublisher:
     async def run_connect(self) -> None:
         """Connect (retrying with backoff), then keep a working session until cancelled:
         when the session ends, abandon it and start a new producer. A refusal the brokers will
-        repeat forever (wrong credentials, untrusted CA) raises :class:`KafkaRefused`."""
+        repeat forever (wrong credentials, untrusted CA) raises :class:`KafkaRefused`.
+
+        Connecting is retried at most ``RECONNECT_MAX`` seconds apart, so a new session starts
+        within that time of Kafka's return. A session is replaced at once; sessions that keep
+        ending without a single acknowledgement are started further and further apart (up to
+        ``RECONNECT_MAX``), never in a tight loop.
+        """
+        pause = Backoff(0.2, RECONNECT_MAX)
         while True:
-            producer = await start_with_retry(self._new_producer, "kafka", kafka=self._kafka)
-            session = _Session(producer)
+            producer = await start_with_retry(
+                self._new_producer, "kafka", RECONNECT_MAX, kafka=self._kafka
+            )
+            self._sessions += 1
+            session = _Session(producer, self._sessions)
             self._session = session
             self._connected = True
+            self._started.set()
+            self._started = asyncio.Event()
             log.info("kafka.connected", bootstrap=self._kafka.bootstrap_servers)
             reason = await self._watch(session)
             self._session = None
             self._metrics.producer_recreations.inc()
             log.warning("kafka.producer_recreated", reason=reason)
             await self._abandon(session, reason)
+            if session.acknowledged:
+                pause.reset()
+            elif (delay := pause.next()) and pause.failures > 1:
+                await asyncio.sleep(delay)  # the first replacement is immediate
 
     async def _watch(self, session: _Session) -> str:
         """Return why ``session`` ended: a failed delivery, an overdue one, or a dead sender."""

@@ -26,6 +26,7 @@ from bridge.contract.records import Topics
 from tests import samples
 from tests.faults.conftest import OwnKafka, metric, paced, wait_for
 from tests.integration.procs import (
+    TOKEN,
     BridgeProcess,
     ProcessFactory,
     Simulator,
@@ -67,7 +68,7 @@ class MixedStream:
             async with http.post(
                 self.url,
                 data=orjson.dumps(self._body(n)),
-                headers={"Authorization": "Bearer tok-0123456789abcdef"},
+                headers={"Authorization": f"Bearer {TOKEN}"},
             ) as resp:
                 status = str(resp.status)
                 if resp.status == 200:
@@ -159,7 +160,7 @@ def make_serve(
         "serve",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
         BRIDGE_TOPIC_PREFIX=prefix,
-        BRIDGE_WEBHOOK_TOKENS="tok-0123456789abcdef",
+        BRIDGE_WEBHOOK_TOKENS=TOKEN,
         BRIDGE_SPOTLER_API_URL=sim.api_url,
         BRIDGE_SPOTLER_API_KEY="sim-key",
         BRIDGE_CHANNELS=samples.CHANNEL,

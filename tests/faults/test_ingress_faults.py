@@ -17,6 +17,9 @@ from tests.integration.procs import BridgeProcess, ProcessFactory
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
+#: Seconds from Kafka being ready again until the spool is empty (scenario 1).
+DRAIN_BOUND = 20.0
+
 
 def make_ingress(procs: ProcessFactory, broker: OwnKafka, prefix: str, **env: str) -> BridgeProcess:
     return procs.make(
@@ -86,9 +89,9 @@ async def test_kafka_stopped_during_stream(procs, own_kafka, prefix, report) -> 
     await until_spooled(bridge, 300)
     phase("spool_300")
     spooled = await spool_records(bridge)
-    await own_kafka.start()
+    await own_kafka.start()  # returns once the broker is ready again
     phase("kafka_start")
-    restarted = time.monotonic()
+    returned = time.monotonic()
 
     async def draining() -> bool:  # the bridge publishes again: the spool shrinks
         return 0 <= await spool_records(bridge) < spooled
@@ -98,18 +101,23 @@ async def test_kafka_stopped_during_stream(procs, own_kafka, prefix, report) -> 
     await until_acked(stream, 150)
     await stream.stop()
     phase("stream_stopped")
-    drain = await wait_for(lambda: spool_empty(bridge), timeout=90) + (time.monotonic() - restarted)
+    await wait_for(lambda: spool_empty(bridge), timeout=90)
+    after_return = time.monotonic() - returned
     phase("spool_empty")
     figures = await conservation(own_kafka.bootstrap, prefix, stream)
     phase("conservation")
     assert stream.statuses == {"200": len(stream.acked)}, stream.statuses  # all 200s
     assert spooled >= 300
+    # Issue 16: the drain resumes within seconds of Kafka's return (measured 5 s; 10 s to over
+    # 18 s before, when it slept out the reconnect and drain backoffs grown while Kafka was away).
+    # The bound leaves room for a loaded 2-core CI.
+    assert after_return < DRAIN_BOUND, f"spool drained {after_return:.1f}s after Kafka returned"
     assert await bridge.stop() == 0
     report["1-kafka-stopped"] = {
         **figures,
         "spooled_at_peak": spooled,
-        "seconds_to_drain_after_restart": round(drain, 1),
         "seconds_per_phase": phases,
+        "seconds_to_drain_after_return": round(after_return, 1),
     }
 
 

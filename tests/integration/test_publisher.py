@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -101,3 +102,25 @@ async def test_partition_keeps_working_after_a_refused_record(kafka, prefix) -> 
         await stop(task, publisher)
     values = [r.value for r in await consume(kafka, [topic], count=21, timeout=20, settle=1)]
     assert values == [b"before"] + [f"after-{n}".encode() for n in range(20)]
+
+
+async def test_a_new_session_is_announced(kafka, prefix) -> None:
+    """Issue 16: the spool drain learns at once that a replaced session works again (it resends
+    then instead of sleeping out its backoff); a working session is not announced again."""
+    topic = f"{prefix}.events.message"
+    await small_topic(kafka, topic)
+    publisher = KafkaPublisher(KafkaSettings(bootstrap_servers=kafka), Metrics())
+    task = await connected(publisher)
+    try:
+        first = publisher.session
+        assert first > 0
+        assert not await publisher.until_new_session(first, 0.5)  # still the same session
+        with pytest.raises(PublishError):  # a refused batch ends the session
+            await publisher.publish(record(topic, b"x" * 20_000), timeout=20)
+        started = time.monotonic()
+        assert await publisher.until_new_session(first, 20)
+        assert publisher.session not in (0, first)
+        assert time.monotonic() - started < 10  # RECONNECT_MAX (2 s) plus a start, with margin
+        await publisher.publish(record(topic, b"after"), timeout=20)
+    finally:
+        await stop(task, publisher)

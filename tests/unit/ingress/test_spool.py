@@ -13,8 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.contract.records import Record
+from bridge.core.backoff import Backoff
 from bridge.core.config import SpoolSettings
 from bridge.core.errors import PublishError, SpoolError
+from bridge.ingress import spool as spool_module
 from bridge.ingress.spool import Spool, decode, encode, scan
 from bridge.telemetry.metrics import Metrics
 from tests.fakes import InMemoryPublisher
@@ -131,6 +133,25 @@ async def test_drain_waits_out_kafka_failures(running: Running) -> None:
     assert running.spool.pending == 10
     publisher.fail_with = None
     await asyncio.wait_for(running.spool.wait_until(lambda: running.spool.empty), 15)
+    assert [r.event_id for r in publisher.records] == [f"message/{i}" for i in range(10)]
+
+
+async def test_new_session_resends_at_once(running: Running, monkeypatch) -> None:
+    """Issue 16: a backoff grown while Kafka was away must not delay the drain after its
+    return. A new producer session cuts the wait short; without one the backoff holds."""
+    monkeypatch.setattr(spool_module, "Backoff", lambda base, cap: Backoff(5.0, 10.0))
+    publisher = InMemoryPublisher()
+    await asyncio.gather(*(running.spool.append(record(i)) for i in range(10)))
+    publisher.fail_with = PublishError("no Kafka producer session (connecting)")
+    running.drain_to(publisher)
+    await asyncio.wait_for(
+        running.spool.wait_until(lambda: publisher.calls == 10), 5
+    )  # one failed attempt
+    publisher.fail_with = None
+    await asyncio.sleep(0.5)
+    assert publisher.calls == 10  # the same session: the drain waits out its 5 s backoff
+    publisher.new_session()  # the producer was replaced (Kafka is back)
+    await asyncio.wait_for(running.spool.wait_until(lambda: running.spool.empty), 2)
     assert [r.event_id for r in publisher.records] == [f"message/{i}" for i in range(10)]
 
 
