@@ -8,6 +8,11 @@
    a fourth joins, one is stopped (SIGTERM) and another killed (SIGKILL) mid-stream. Every
    command has a result, first sends per conversation are in produced order, and commands sent
    twice are counted and all within the crash window docs/reliability.md documents.
+   Then the protections across the group (three processes): the rate limit holds per process
+   (the platform never sees more than N x limit + N x burst calls in a second, and more than one
+   process's limit on average), and while the platform fails every call each process's breaker
+   opens and lets about one probe per ``BRIDGE_CIRCUIT_OPEN_SECONDS`` through; afterwards every
+   command still gets exactly one result.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from bridge.contract.records import Topics
 from tests.faults.conftest import Stream, conservation, metric, wait_for
 from tests.faults.deploy import ScriptedKafka
 from tests.faults.test_egress_faults import all_results, make_egress, sent_bodies
-from tests.integration.procs import BridgeProcess, ProcessFactory, start_simulator
+from tests.integration.procs import BridgeProcess, ProcessFactory, Simulator, start_simulator
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -252,4 +257,181 @@ async def test_egress_scale_out(procs, cluster, prefix, report) -> None:
         "max_seconds_first_send_before_kill": max(ages) if ages else None,
     }
     for e in group[2:]:
+        assert await e.stop() == 0, e.logs()[-3000:]
+
+
+def peak_calls(times: list[float], window: float) -> int:
+    """The most calls that arrived within any ``window`` seconds."""
+    times = sorted(times)
+    peak, first = 0, 0
+    for last, t in enumerate(times):
+        while t - times[first] >= window:
+            first += 1
+        peak = max(peak, last - first + 1)
+    return peak
+
+
+async def counter(proc: BridgeProcess, name: str, labels: str) -> float:
+    """One labelled series of ``proc``'s ``/metrics`` (e.g. ``to="half_open"``)."""
+    for line in (await proc.metrics()).splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name}{{{labels}}} not exported")
+
+
+async def send_calls(
+    sim: Simulator, since: float, until: float = float("inf")
+) -> list[dict[str, Any]]:
+    """The send-message calls that reached the simulator between ``since`` and ``until``."""
+    return [
+        r
+        for r in await sim.admin("GET", "requests")
+        if r["method"] == "POST" and "/messages/" in r["path"] and since <= r["received"] < until
+    ]
+
+
+async def test_egress_group_protections(procs, cluster, prefix, report) -> None:
+    topics = Topics(prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topics.send_message, 6, 3)])
+    finally:
+        await admin.close()
+    sim = await start_simulator(procs)
+    await sim.faults(latencyMs=5)
+    limit, open_seconds, concurrency = 10.0, 2.0, 4
+    group = [
+        procs.make(  # make_egress's settings, with the protections on
+            "egress",
+            BRIDGE_KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap,
+            BRIDGE_TOPIC_PREFIX=prefix,
+            BRIDGE_SPOTLER_API_URL=sim.api_url,
+            BRIDGE_SPOTLER_API_KEY="sim-key",
+            BRIDGE_EGRESS_GROUP_ID=f"{prefix}-egress",
+            BRIDGE_EGRESS_BACKOFF_BASE="0.05",
+            BRIDGE_EGRESS_BACKOFF_MAX="0.5",
+            BRIDGE_EGRESS_MAX_ATTEMPTS="40",
+            BRIDGE_EGRESS_CONCURRENCY=str(concurrency),
+            BRIDGE_EGRESS_RATE_LIMIT=str(limit),
+            BRIDGE_EGRESS_CHANNEL_RATE_LIMIT="0",
+            BRIDGE_CIRCUIT_FAILURES="5",
+            BRIDGE_CIRCUIT_OPEN_SECONDS=str(open_seconds),
+            BRIDGE_SHUTDOWN_TIMEOUT="20",
+            BRIDGE_LOG_LEVEL="warning",
+        )
+        for _ in range(3)
+    ]
+    n = len(group)
+    await asyncio.gather(*(e.start() for e in group))
+    await asyncio.gather(*(e.wait_ready(timeout=120) for e in group))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=cluster.bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+
+    async def produce_all(batch: list[dict[str, Any]]) -> None:
+        for c in batch:
+            key = f"{c['channelJid']}/{c['contactJid']}".encode()
+            await producer.send(topics.send_message, orjson.dumps(c), key=key)
+        await producer.flush()
+
+    try:
+        # 1. Rate limit: a backlog of 450 commands, so every process calls as fast as its
+        #    bucket lets it (burst = the rate, bridge/egress/policy.py).
+        started = time.time()
+        backlog = commands(450, 30, "rate")
+        await produce_all(backlog)
+        await all_results(cluster.bootstrap, prefix, {c["id"] for c in backlog}, timeout=180)
+        times = [r["received"] for r in await send_calls(sim, started)]
+        assert len(times) == len(backlog)  # no faults: one call per command
+        peak_1s, peak_5s = peak_calls(times, 1.0), peak_calls(times, 5.0)
+        steady_1s = peak_calls([t for t in times if t >= min(times) + 2.0], 1.0)
+        mean = (len(times) - 1) / (max(times) - min(times))
+        # In any w seconds a process may call limit x w times plus its burst (= limit); the
+        # simulator stamps arrivals, so allow 0.2 s of scheduling jitter on a loaded host.
+        jitter = 0.2 * limit
+        assert peak_1s <= n * (limit + limit + jitter), (peak_1s, mean)
+        assert peak_5s <= n * (5 * limit + limit + jitter), (peak_5s, mean)
+        assert mean > limit * 1.5, (peak_1s, mean)  # per process: more than one limit in all
+
+        # 2. Breaker: the platform fails every call while commands keep coming.
+        outage = commands(300, 30, "outage")
+        await produce_all(outage)
+        calls_before = len(await send_calls(sim, started))
+
+        async def sent_some() -> bool:
+            return len(await send_calls(sim, started)) >= calls_before + 45
+
+        await wait_for(sent_some, timeout=60)
+        fault_at = time.time()
+        await sim.faults(errorRate=1.0, errorStatus=503, latencyMs=5)
+        seen_open: set[int] = set()
+
+        async def all_open() -> bool:
+            for i, e in enumerate(group):
+                if await metric(e.ops_url, "spotler_bridge_circuit_state") == 2.0:
+                    seen_open.add(i)
+            return len(seen_open) == n
+
+        await wait_for(all_open, timeout=60, interval=0.1)
+        opened_at = time.time()
+        probes_at_open = [
+            await counter(e, "spotler_bridge_circuit_transitions_total", 'to="half_open"')
+            for e in group
+        ]
+
+        async def three_probes_each() -> bool:
+            probes = [
+                await counter(e, "spotler_bridge_circuit_transitions_total", 'to="half_open"')
+                for e in group
+            ]
+            return all(p - p0 >= 3 for p, p0 in zip(probes, probes_at_open, strict=True))
+
+        await wait_for(three_probes_each, timeout=60, interval=0.2)
+        measured_until = time.time()
+        await sim.faults(latencyMs=5)
+        cleared_at = time.time()
+        while_open = len(await send_calls(sim, opened_at, measured_until))
+        until_open = len(await send_calls(sim, fault_at, opened_at))
+        during = len(await send_calls(sim, fault_at, cleared_at))
+        open_for = measured_until - opened_at
+        # One probe per process per open_seconds, plus calls that had passed the breaker
+        # before it opened (at most one per conversation in flight: 30 in all).
+        probe_bound = n * (open_for / open_seconds + 1)
+        assert while_open <= probe_bound + 30, (while_open, open_for)
+        # Without the breaker the backlog would be retried at the rate limit (n x limit / s).
+        assert while_open < n * limit * open_for / 2, (while_open, open_for)
+
+        results = await all_results(
+            cluster.bootstrap, prefix, {c["id"] for c in backlog + outage}, timeout=180
+        )
+    finally:
+        await producer.stop()
+    ids = [r["data"]["commandId"] for r in results]
+    assert sorted(ids) == sorted(c["id"] for c in backlog + outage)  # exactly one result each
+    assert all(r["type"] == "im.eazy.command.succeeded" for r in results)
+
+    async def all_closed() -> bool:
+        states = [await metric(e.ops_url, "spotler_bridge_circuit_state") for e in group]
+        return all(s == 0.0 for s in states)
+
+    await wait_for(all_closed, timeout=30)
+    report["11b-egress-group-protections"] = {
+        "consumers": n,
+        "rate_limit_per_process": limit,
+        "commands_rate_phase": len(backlog),
+        "peak_calls_in_1s": peak_1s,
+        "peak_calls_in_5s": peak_5s,
+        "peak_calls_in_1s_after_first_2s": steady_1s,
+        "mean_calls_per_s": round(mean, 1),
+        "commands_outage_phase": len(outage),
+        "calls_fault_to_all_open": until_open,
+        "seconds_fault_to_all_open": round(opened_at - fault_at, 1),
+        "calls_while_all_open": while_open,
+        "seconds_measured_open": round(open_for, 1),
+        "calls_during_outage": during,
+        "seconds_outage": round(cleared_at - fault_at, 1),
+    }
+    for e in group:
         assert await e.stop() == 0, e.logs()[-3000:]
