@@ -1,4 +1,4 @@
-"""Scenarios 8 and 9: a replicated three-node cluster (RF 3, min.insync.replicas=2).
+"""Scenarios 10, 11 and 11b (docs/reliability.md): a replicated three-node cluster (RF 3, min.insync.replicas=2).
 
 8. Leader failover under load: a steady webhook stream into ingress; SIGKILL the leader of the
    busiest partition, restart it, then restart all three nodes one by one. Every delivery
@@ -129,7 +129,7 @@ async def test_leader_failover_under_load(procs, cluster, prefix, report) -> Non
     await wait_for(spool_empty, timeout=120)
     figures = await conservation(cluster.bootstrap, prefix, stream, timeout=120)
     gap = stream.longest_non_200()
-    report["8-leader-failover"] = {
+    report["10-leader-failover"] = {
         **figures,
         "statuses": stream.statuses,
         "killed_leader": victim,
@@ -247,7 +247,7 @@ async def test_egress_scale_out(procs, cluster, prefix, report) -> None:
     window = 3.0
     ages = sorted(round(killed_at - t, 2) for t in twice.values())
     assert all(-0.5 <= age <= window for age in ages), ages
-    report["9-egress-scale-out"] = {
+    report["11-egress-scale-out"] = {
         "commands": len(stream),
         "conversations": 30,
         "consumers": "3, +1, 1 SIGTERM, 1 SIGKILL",

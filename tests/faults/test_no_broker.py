@@ -1,4 +1,4 @@
-"""Scenario 10: no broker at start-up. Ingress and egress start while nothing listens on the
+"""Scenario 12 (docs/reliability.md): no broker at start-up. Ingress and egress start while nothing listens on the
 bootstrap address; the broker appears later.
 
 Ingress comes up (not ready), answers deliveries 200 from its spool, and publishes them once the
@@ -97,7 +97,7 @@ async def test_broker_unreachable_at_start_up(procs, prefix, tmp_path, report) -
     finally:
         await stream.stop()  # a no-op when it stopped already
         await broker.down()
-    report["10-no-broker-at-start"] = {
+    report["12-no-broker-at-start"] = {
         **figures,
         "spooled_before_broker": in_spool,
         "seconds_broker_up_to_ingress_ready": round(waits[0], 1),
