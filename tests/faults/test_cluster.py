@@ -1,6 +1,6 @@
-"""Scenarios 10, 11 and 11b (docs/reliability.md): a replicated three-node cluster (RF 3, min.insync.replicas=2).
+"""Scenarios 10, 11, 11b (docs/reliability.md): a three-node cluster (RF 3, min.insync.replicas=2).
 
-8. Leader failover under load: a steady webhook stream into ingress; SIGKILL the leader of the
+10. Leader failover under load: a steady webhook stream into ingress; SIGKILL the leader of the
    busiest partition, restart it, then restart all three nodes one by one. Every delivery
    answered 200 is in Kafka with its exact bytes; duplicates and the longest stretch of non-200
    answers are reported.

@@ -1,5 +1,5 @@
-"""Scenario 12 (docs/reliability.md): no broker at start-up. Ingress and egress start while nothing listens on the
-bootstrap address; the broker appears later.
+"""Scenario 12 (docs/reliability.md): no broker at start-up. Ingress and egress start while nothing
+listens on the bootstrap address; the broker appears later.
 
 Ingress comes up (not ready), answers deliveries 200 from its spool, and publishes them once the
 broker is there. Egress waits (retrying, alive, not ready) and works once the broker is there.

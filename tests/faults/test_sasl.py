@@ -1,4 +1,4 @@
-"""Scenario 9 (docs/reliability.md): managed-Kafka security, SASL over TLS, end to end against a real SASL_SSL broker.
+"""Scenario 9 (docs/reliability.md): SASL over TLS end to end against a real SASL_SSL broker.
 
 Ingress and egress run with the README's managed-Kafka variables (the very names, with this
 broker's values), with SCRAM-SHA-512 and with PLAIN: a webhook reaches its topic, a command its
