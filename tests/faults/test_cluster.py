@@ -4,7 +4,7 @@
    busiest partition, restart it, then restart all three nodes one by one. Every delivery
    answered 200 is in Kafka with its exact bytes; duplicates and the longest stretch of non-200
    answers are reported.
-9. Egress scale-out: three egress processes in one group over commands for 30 conversations;
+11. Egress scale-out: three egress processes in one group over commands for 30 conversations;
    a fourth joins, one is stopped (SIGTERM) and another killed (SIGKILL) mid-stream. Every
    command has a result, first sends per conversation are in produced order, and commands sent
    twice are counted and all within the crash window docs/reliability.md documents.
