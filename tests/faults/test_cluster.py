@@ -53,6 +53,7 @@ def make_ingress(procs: ProcessFactory, cluster: ScriptedKafka, prefix: str) -> 
         "ingress",
         BRIDGE_KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap,
         BRIDGE_TOPIC_PREFIX=prefix,
+        BRIDGE_TOPIC_REPLICATION="3",  # the cluster's RF: a dead leader's partitions move
         BRIDGE_WEBHOOK_TOKENS="tok-0123456789abcdef",
         BRIDGE_PUBLISH_TIMEOUT="0.5",
         BRIDGE_SHUTDOWN_TIMEOUT="20",
@@ -176,6 +177,7 @@ async def test_egress_scale_out(procs, cluster, prefix, report) -> None:
             sim,
             BRIDGE_EGRESS_CONCURRENCY=str(concurrency),
             BRIDGE_SHUTDOWN_TIMEOUT="20",
+            BRIDGE_TOPIC_REPLICATION="3",
         )
 
     group = [egress() for _ in range(3)]
@@ -306,6 +308,7 @@ async def test_egress_group_protections(procs, cluster, prefix, report) -> None:
             "egress",
             BRIDGE_KAFKA_BOOTSTRAP_SERVERS=cluster.bootstrap,
             BRIDGE_TOPIC_PREFIX=prefix,
+            BRIDGE_TOPIC_REPLICATION="3",
             BRIDGE_SPOTLER_API_URL=sim.api_url,
             BRIDGE_SPOTLER_API_KEY="sim-key",
             BRIDGE_EGRESS_GROUP_ID=f"{prefix}-egress",
