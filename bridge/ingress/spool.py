@@ -101,6 +101,10 @@ class Spool:
         self._refused_at = 0.0
         self._mark_failing = False
         self._rejections: dict[tuple[int, int], int] = {}
+        # Records Kafka refused REJECT_LIMIT times, with the reason: from then on only their dead
+        # letter is sent. (A refusal also ends the producer session, so the dead letter's first
+        # try often meets no session; the original must not be sent again meanwhile.)
+        self._refused: dict[tuple[int, int], str] = {}
         self.stalled = False
 
     # -- state -----------------------------------------------------------------------------
@@ -412,25 +416,26 @@ class Spool:
         """One attempt at ``todo``; returns what must be tried again (acknowledged records and
         records set aside are done)."""
         results = await asyncio.gather(
-            *(publisher.publish(r, timeout=timeout) for _, _, r in todo), return_exceptions=True
+            *(self._attempt(publisher, item, timeout) for item in todo), return_exceptions=True
         )
         again: list[tuple[int, int, Record]] = []
         first_error: BaseException | None = None
         for item, result in zip(todo, results, strict=True):
+            key = item[:2]
             if result is None:
                 if self._rejections:
-                    self._rejections.pop(item[:2], None)
+                    self._rejections.pop(key, None)
+                    self._refused.pop(key, None)
                 continue
             if isinstance(result, asyncio.CancelledError):
                 raise result
-            if isinstance(result, RecordRejected):
-                key = item[:2]
+            if isinstance(result, RecordRejected) and key not in self._refused:
                 tries = self._rejections[key] = self._rejections.get(key, 0) + 1
-                if tries >= REJECT_LIMIT and await self._set_aside(
-                    publisher, item[2], result, timeout
-                ):
-                    del self._rejections[key]
-                    continue
+                if tries >= REJECT_LIMIT:
+                    self._refused[key] = str(result)
+                    if await self._set_aside(publisher, item[2], str(result), timeout):
+                        del self._rejections[key], self._refused[key]
+                        continue
             elif not isinstance(result, PublishError):  # a bug must not end the drain
                 log.error("spool.publish_crashed", error=repr(result))
             first_error = first_error or result
@@ -439,23 +444,33 @@ class Spool:
             log.warning("spool.drain_failed", error=str(first_error), records=len(again))
         return again
 
+    async def _attempt(
+        self, publisher: Publisher, item: tuple[int, int, Record], timeout: float | None
+    ) -> None:
+        """Send one spooled record, or, once Kafka refused it for good, only its dead letter."""
+        reason = self._refused.get(item[:2])
+        if reason is None:
+            await publisher.publish(item[2], timeout=timeout)
+        elif not await self._set_aside(publisher, item[2], reason, timeout):
+            raise PublishError("the dead letter of a refused record is not taken yet")
+
     async def _set_aside(
-        self, publisher: Publisher, record: Record, exc: Exception, timeout: float | None
+        self, publisher: Publisher, record: Record, reason: str, timeout: float | None
     ) -> bool:
         """Publish the dead letter of a refused record; False if Kafka must be asked again."""
-        letter = set_aside(record, str(exc))
+        letter = set_aside(record, reason)
         try:
             await publisher.publish(letter, timeout=timeout)
         except RecordRejected as again:
             self._metrics.child(self._metrics.records_set_aside, "dropped").inc()
             log.error("spool.record_dropped", event_id=record.event_id, size=len(record.value),
-                      reason=str(exc), deadletter_error=str(again))  # fmt: skip
+                      reason=reason, deadletter_error=str(again))  # fmt: skip
             return True
         except PublishError:
             return False
         self._metrics.child(self._metrics.records_set_aside, "deadletter").inc()
         log.warning("spool.record_set_aside", event_id=record.event_id, size=len(record.value),
-                    reason=str(exc), deadletter=letter.event_id)  # fmt: skip
+                    reason=reason, deadletter=letter.event_id)  # fmt: skip
         return True
 
     def _save_mark(self, segment: _Segment) -> None:

@@ -157,6 +157,40 @@ async def test_refused_record_is_set_aside_and_the_rest_drains(running: Running)
     assert webhooks == 0  # drain retries never count as webhook outcomes
 
 
+class SessionEnding(Picky):
+    """Like Kafka with the bridge's producer: a refusal ends the session, so the next publish
+    fails retriably ("no session") before a new one starts (bridge/kafka/producer.py)."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        super().__init__(refuse)
+        self.session_down = False
+
+    async def publish(self, record: Record, *, timeout: float | None = None) -> None:
+        if self.session_down:
+            self.session_down = False
+            raise PublishError("no Kafka producer session (connecting)")
+        try:
+            await super().publish(record, timeout=timeout)
+        except RecordRejected:
+            self.session_down = True
+            raise
+
+
+async def test_refused_record_is_set_aside_though_each_refusal_ends_the_session(
+    running: Running,
+) -> None:
+    """The dead letter's first try meets no session: the drain must not send the refused record
+    again (it would be refused, end the session again, and jam the spool for good)."""
+    spool = running.spool
+    await spool.append(record(1, size=200_000))
+    await spool.append(record(2))
+    publisher = SessionEnding({"message/1"})
+    running.drain_to(publisher)
+    await asyncio.wait_for(spool.wait_until(lambda: spool.empty), 30)
+    assert [r.label for r in publisher.records] == ["deadletter", "message"]
+    assert orjson.loads(publisher.records[0].value)["data"]["eventId"] == "message/1"
+
+
 async def test_oldest_age_is_true_after_a_restart_and_kept_by_a_timer(
     running: Running, tmp_path: Path
 ) -> None:
