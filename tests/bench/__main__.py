@@ -26,8 +26,10 @@ import argparse
 import asyncio
 import datetime as dt
 import fcntl
+import importlib.util
 import os
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -40,6 +42,7 @@ from typing import Any
 
 import orjson
 
+from tests.bench.bodies import BODY_SETS
 from tests.bench.egress_phase import egress
 from tests.bench.harness import (
     REPO,
@@ -48,6 +51,7 @@ from tests.bench.harness import (
     HarnessError,
     T,
     ToolMissing,
+    checkout,
     ensure_wrk,
     git_state,
     kafka,
@@ -55,8 +59,11 @@ from tests.bench.harness import (
     stop_extra,
 )
 from tests.bench.ingress_phase import ingress
-from tests.bench.report import check_harness, results_path, table, verdicts
+from tests.bench.report import check_harness, plot, results_path, table, verdicts
 from tests.integration.procs import ProcessFactory
+
+#: The plot of the newest full run, linked from the README.
+LATEST_PLOT = REPO / "docs" / "bench-ingress.png"
 
 
 async def guarded(coro: Awaitable[T]) -> T:
@@ -72,6 +79,9 @@ async def bench(cfg: Config, bootstrap: str, tmp: Path) -> dict[str, Any]:
     prefix = f"bench{dt.datetime.now():%Y%m%d%H%M%S}{uuid.uuid4().hex[:4]}"
     procs = ProcessFactory(tmp)
     ctx = Ctx(cfg, bootstrap, prefix, tmp, procs)
+    if cfg.before:
+        ctx.before, commit = checkout(cfg.before, tmp)
+        ctx.say(f"bridge-before: the code of {cfg.before} ({commit}) in {ctx.before}")
     res: dict[str, Any] = {
         "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "prefix": prefix,
@@ -108,9 +118,31 @@ async def bench(cfg: Config, bootstrap: str, tmp: Path) -> dict[str, Any]:
 def parse(argv: list[str] | None) -> Config:
     p = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="short phases (a smoke run, ~1.5 min)")
-    p.add_argument("--repeat", type=int, default=2, help="runs per ingress point (median)")
+    p.add_argument("--repeat", type=int, default=3, help="alternated rounds per point (median)")
     p.add_argument("--only", choices=("ingress", "egress"), help="one side only")
-    p.add_argument("--connections", type=int, default=128, help="wrk connections")
+    p.add_argument("--connections", type=int, default=64, help="wrk connections, saturation")
+    p.add_argument(
+        "--latency-connections", type=int, default=8, help="wrk connections, latency rounds"
+    )
+    p.add_argument(
+        "--partitions",
+        default="6",
+        help="topic partitions, comma-separated: every count gets its own rounds (e.g. 1,3,6,12)",
+    )
+    p.add_argument("--bodies", choices=BODY_SETS, default="message", help="webhook bodies")
+    p.add_argument(
+        "--before",
+        metavar="REF",
+        help="also run the bridge of git REF (e.g. a commit before a change) as bridge-before",
+    )
+    p.add_argument(
+        "--no-rdkafka",
+        action="store_true",
+        help="leave out the bridge with BRIDGE_KAFKA_CLIENT=librdkafka (on when installed)",
+    )
+    p.add_argument(
+        "--rates", default="2000,5000", help="open-loop fixed rates /s, comma-separated ('' none)"
+    )
     p.add_argument("--client", choices=("raw", "aiohttp"), default="raw", help="loadgen client")
     p.add_argument("--commands", type=int, default=20_000)
     p.add_argument("--conversations", type=int, default=1_000)
@@ -128,6 +160,12 @@ def parse(argv: list[str] | None) -> Config:
     cfg = Config(
         repeat=max(1, a.repeat),
         wrk_connections=a.connections,
+        latency_connections=a.latency_connections,
+        partitions=tuple(int(x) for x in a.partitions.split(",") if x),
+        bodies=a.bodies,
+        before=a.before,
+        rdkafka=not a.no_rdkafka and importlib.util.find_spec("confluent_kafka") is not None,
+        rates=tuple(int(x) for x in a.rates.split(",") if x),
         client=a.client,
         commands=a.commands,
         conversations=a.conversations,
@@ -138,7 +176,7 @@ def parse(argv: list[str] | None) -> Config:
         bridge_env=extra,
     )
     if a.quick:
-        cfg.repeat = 1 if a.repeat == 2 else cfg.repeat
+        cfg.repeat = 1 if a.repeat == 3 else cfg.repeat
         cfg.warm_s, cfg.saturation_s, cfg.rate_s, cfg.rate_warmup_s = 2.0, 5.0, 4.0, 1.0
         cfg.commands = min(cfg.commands, 5_000)
         cfg.conversations = min(cfg.conversations, 500)
@@ -186,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     res["harness_problems"] = problems
     path = results_path(today)
     path.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2) + b"\n")
+    if res.get("ingress") and not problems:
+        picture = path.with_suffix(".png")
+        plot(res, picture)
+        shutil.copyfile(picture, LATEST_PLOT)  # the README shows this one
+        print(f"plot: {picture.relative_to(REPO)} (and {LATEST_PLOT.relative_to(REPO)})")
     print()
     print(table(res))
     print(f"\nresults: {path.relative_to(REPO)} ({res['seconds']:.0f}s)")

@@ -44,14 +44,19 @@ class ToolMissing(Exception):
 @dataclass
 class Config:
     warm_s: float = 3.0
-    saturation_s: float = 15.0
+    saturation_s: float = 10.0
     wrk_threads: int = 1
-    wrk_connections: int = 128
-    rates: tuple[int, ...] = (500, 2000, 5000)
+    wrk_connections: int = 64
+    latency_connections: int = 8
+    partitions: tuple[int, ...] = (6,)
+    bodies: str = "message"
+    rdkafka: bool = True
+    before: str | None = None
+    rates: tuple[int, ...] = (2000, 5000)
     rate_s: float = 10.0
     rate_warmup_s: float = 2.0
     client: str = "raw"
-    repeat: int = 2
+    repeat: int = 3
     commands: int = 20_000
     conversations: int = 1_000
     concurrency: int = 64
@@ -72,6 +77,7 @@ class Ctx:
     procs: ProcessFactory
     extra: list[asyncio.subprocess.Process] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    before: Path | None = None  # a checkout of --before REF, run as "bridge-before"
 
     def say(self, message: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -91,6 +97,20 @@ def git_state() -> dict[str, Any]:
 
     changed = [line[3:] for line in git("status", "--porcelain", "--", "bridge").splitlines()]
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_bridge_files": changed}
+
+
+def checkout(ref: str, into: Path) -> tuple[Path, str]:
+    """The files of ``ref`` (``git archive``) under ``into``; returns the directory and commit."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    if commit.returncode != 0:
+        raise HarnessError(f"--before {ref}: not a commit ({commit.stderr.strip()})")
+    target = into / f"before-{commit.stdout.strip()}"
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", ref], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target, commit.stdout.strip()
 
 
 def ensure_wrk() -> str:
@@ -139,11 +159,11 @@ def kafka(command: str) -> str:
     return match.group(1) if match else ""
 
 
-async def create_topics(bootstrap: str, names: list[str]) -> None:
+async def create_topics(bootstrap: str, names: list[str], partitions: int = PARTITIONS) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
     finally:
         await admin.close()
     await asyncio.sleep(0.5)  # leaders elected
@@ -301,7 +321,10 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
     return total
 
 
-async def count_records(bootstrap: str, topics: list[str]) -> dict[str, Any]:
+async def count_records(
+    bootstrap: str, topics: list[str], partitions: int = PARTITIONS, *, ids: bool = True
+) -> dict[str, Any]:
+    """Read ``topics`` to their end: records, bytes, and (``ids``) unique CloudEvent ids."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -312,12 +335,12 @@ async def count_records(bootstrap: str, topics: list[str]) -> dict[str, Any]:
     )
     await consumer.start()
     try:
-        parts = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
+        parts = [TopicPartition(t, p) for t in topics for p in range(partitions)]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         end = await consumer.end_offsets(parts)
         per_topic: dict[str, int] = {}
-        ids: set[str] = set()
+        seen: set[str] = set()
         total = 0
         value_bytes = 0
         deadline = time.monotonic() + 300
@@ -330,14 +353,15 @@ async def count_records(bootstrap: str, topics: list[str]) -> dict[str, Any]:
                 for rec in records:
                     total += 1
                     value_bytes += len(rec.value or b"")
-                    ids.add(orjson.loads(rec.value)["id"])
+                    if ids:
+                        seen.add(orjson.loads(rec.value)["id"])
     finally:
         await consumer.stop()
     short = {t.rsplit(".", 1)[-1]: n for t, n in sorted(per_topic.items()) if n}
     return {
         "records": total,
-        "unique_ids": len(ids),
-        "duplicates": total - len(ids),
+        "unique_ids": len(seen) if ids else None,
+        "duplicates": total - len(seen) if ids else None,
         "mean_record_bytes": round(value_bytes / total) if total else 0,
         "per_topic": short,
     }
@@ -350,3 +374,23 @@ async def _behind(
         if await consumer.position(tp) < end[tp]:
             return True
     return False
+
+
+class Offsets:
+    """The sum of the end offsets of some topics: how many records they hold (no compaction,
+    no transactions), read before and after a run to check that Kafka took every 200."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+
+    async def __aenter__(self) -> Offsets:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def total(self, topics: list[str], partitions: int) -> int:
+        parts = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        end = await self._consumer.end_offsets(parts)
+        return int(sum(end.values()))

@@ -1,4 +1,17 @@
-"""Ingress phase: wrk saturation and open-loop fixed rates, bridge against the bare baseline."""
+"""Ingress phase: the bridge against two baselines, in alternated rounds of one run.
+
+Servers: ``bare`` (aiohttp reads the body and answers 200, no Kafka; bare.py), ``naive`` (the
+30-line aiohttp + aiokafka handler; naive.py) and ``bridge`` (``bridge ingress`` with its
+defaults: authentication, normalization, dedup, metrics, one info log line per delivery, spool
+armed). For each topic partition count asked for, every server gets a warm-up, then ``repeat``
+rounds of wrk saturation at ``wrk_connections`` and ``repeat`` rounds at ``latency_connections``
+(closed loop), the order rotated each round so that drift of the machine hits every server
+alike; then the open-loop fixed rates (first partition count only). CPU per request is the
+server process's user + system time (``/proc/<pid>/stat``) over the requests it answered. For
+the servers that write to Kafka, each run checks that the topics' end offsets grew by at least
+the 200s it got, and at the end every topic is read: the bridge's unique event ids, the naive
+handler's records, each at least its acknowledged deliveries.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +36,7 @@ from tests.bench.harness import (
     Counters,
     Ctx,
     HarnessError,
+    Offsets,
     buckets,
     count_records,
     cpu_seconds,
@@ -40,9 +55,33 @@ from tests.bench.harness import (
 from tests.integration.procs import BridgeProcess, free_port
 
 
-async def wrk_run(ctx: Ctx, url: str, seconds: float, tpl: Path, nonce: str) -> dict[str, Any]:
-    cfg = ctx.cfg
-    argv = [ensure_wrk(), f"-t{cfg.wrk_threads}", f"-c{cfg.wrk_connections}"]
+async def _no_counters() -> dict[str, float]:
+    return {}
+
+
+async def _no_settle() -> int:
+    return 0
+
+
+@dataclass
+class Server:
+    """One server under load: where to send, whose CPU to read, where its records go."""
+
+    name: str
+    url: str
+    pid: int
+    topics: list[str]
+    partitions: int
+    counters: Counters = _no_counters
+    settle: Callable[[], Awaitable[int]] = _no_settle
+    acked: int = 0
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+async def wrk_run(
+    ctx: Ctx, url: str, seconds: float, connections: int, tpl: Path, nonce: str
+) -> dict[str, Any]:
+    argv = [ensure_wrk(), f"-t{ctx.cfg.wrk_threads}", f"-c{connections}"]
     argv += [f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(BENCH / "webhooks.lua")]
     argv += [url, "--", str(tpl), nonce, TOKEN]
     out = await run_tool(ctx, argv, seconds + 60)
@@ -51,17 +90,17 @@ async def wrk_run(ctx: Ctx, url: str, seconds: float, tpl: Path, nonce: str) -> 
         raise HarnessError(f"wrk printed no BENCH_JSON line:\n{out[-2000:]}")
     raw = orjson.loads(match.group(1))
     seconds_run = raw["duration_us"] / 1e6
-    errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
     return {
+        "connections": connections,
         "rps": round(raw["requests"] / seconds_run, 1),
         "requests": raw["requests"],
         "ok": raw["requests"] - raw["status"],
         "non_2xx": raw["status"],
-        "socket_errors": errors,
+        "socket_errors": raw["connect"] + raw["read"] + raw["write"] + raw["timeout"],
         "seconds": round(seconds_run, 2),
-        "closed_loop_p50_ms": raw["p50_us"] / 1000,
-        "closed_loop_p99_ms": raw["p99_us"] / 1000,
-        "closed_loop_max_ms": raw["max_us"] / 1000,
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
     }
 
 
@@ -75,10 +114,6 @@ async def loadgen_run(ctx: Ctx, url: str, rate: int, tpl: Path, nonce: str) -> d
     out = await run_tool(ctx, argv, cfg.rate_s + cfg.rate_warmup_s + 90)
     result: dict[str, Any] = orjson.loads(out.strip().splitlines()[-1])
     return result
-
-
-async def _no_counters() -> dict[str, float]:
-    return {}
 
 
 def bridge_counters(bridge: BridgeProcess) -> Counters:
@@ -104,13 +139,9 @@ def bridge_counters(bridge: BridgeProcess) -> Counters:
 
 
 def bridge_settle(bridge: BridgeProcess, tpl: Path) -> Callable[[], Awaitable[int]]:
-    """Before a phase: Kafka connected (a delivery comes back "published"), the spool empty.
-
-    /readyz turns true once the spool is writable, before the producer has connected, and
-    while the spool holds records every delivery goes to the spool behind them; a phase that
-    started there would measure the spool path, not the Kafka path. Returns the number of
-    acknowledged probe deliveries (they count as acknowledged).
-    """
+    """Before and after a run: Kafka connected (a delivery comes back "published"), the spool
+    empty, so that no run measures the spool path and the records of the last one are in Kafka.
+    Returns the number of acknowledged probe deliveries (they count as acknowledged)."""
     body = tpl.read_bytes().splitlines()[0]
 
     async def settle() -> int:
@@ -133,10 +164,6 @@ def bridge_settle(bridge: BridgeProcess, tpl: Path) -> Callable[[], Awaitable[in
     return settle
 
 
-async def _no_settle() -> int:
-    return 0
-
-
 async def _delta(counters: Counters, before: dict[str, float]) -> dict[str, Any]:
     after = await counters()
     diff = {k: v - before.get(k, 0.0) for k, v in after.items()}
@@ -147,147 +174,197 @@ async def _delta(counters: Counters, before: dict[str, float]) -> dict[str, Any]
     return out
 
 
-async def drive(
-    ctx: Ctx,
-    name: str,
-    url: str,
-    tpl: Path,
-    pid: int,
-    counters: Counters = _no_counters,
-    settle: Callable[[], Awaitable[int]] = _no_settle,
-) -> tuple[dict[str, Any], int]:
-    """Warm-up, saturation and fixed-rate points against ``url``; returns results and acks.
+async def measured(
+    ctx: Ctx, srv: Server, offsets: Offsets, go: Callable[[], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """One run of ``go`` against ``srv``: its CPU, its own counters, and Kafka's record count."""
+    srv.acked += await srv.settle()
+    kafka0 = await offsets.total(srv.topics, srv.partitions) if srv.topics else 0
+    cpu0, wall0, before = cpu_seconds(srv.pid), time.perf_counter(), await srv.counters()
+    res = await go()
+    cpu, wall = cpu_seconds(srv.pid) - cpu0, time.perf_counter() - wall0
+    res["server"] = await _delta(srv.counters, before)
+    res["server_cpu_pct"] = round(100 * cpu / wall, 1)
+    answered = res["requests"] if "requests" in res else sum(res["statuses"].values())
+    res["server_cpu_us_per_request"] = round(1e6 * cpu / max(1, answered), 1)
+    srv.acked += res["ok"]
+    if srv.topics:
+        probes = await srv.settle()  # the bridge's spool drained: its records are in Kafka
+        srv.acked += probes
+        added = await offsets.total(srv.topics, srv.partitions) - kafka0
+        res["kafka_records_added"] = added
+        res["kafka_has_every_200"] = added >= res["ok"] + probes
+    return res
 
-    ``counters`` reads the server's own counts (the bridge's outcomes: published or spooled);
-    each run's result holds their change during the run, under ``server``.
-    """
+
+def _rotated(servers: list[Server], r: int) -> list[Server]:
+    k = r % len(servers)
+    return servers[k:] + servers[:k]
+
+
+async def closed_rounds(
+    ctx: Ctx, servers: list[Server], offsets: Offsets, tpl: Path, key: str, connections: int
+) -> None:
     cfg = ctx.cfg
-    acked = 0
-    run = uuid.uuid4().hex[:6]
-    ctx.say(f"{name}: warm-up {cfg.warm_s:g}s")
-    acked += await settle()
-    before = await counters()
-    warm = await wrk_run(ctx, url, cfg.warm_s, tpl, f"{run}w")
-    warm["server"] = await _delta(counters, before)
-    acked += warm["ok"]
-    sats = []
     for r in range(cfg.repeat):
-        ctx.say(f"{name}: saturation {cfg.saturation_s:g}s (wrk, run {r + 1}/{cfg.repeat})")
-        spy = None
-        if name == "bridge" and r == 0:
-            spy = await profile(ctx, pid, max(1.0, cfg.saturation_s - 4), f"{name}-saturation")
-        acked += await settle()
-        cpu0, wall0, before = cpu_seconds(pid), time.perf_counter(), await counters()
-        sat = await wrk_run(ctx, url, cfg.saturation_s, tpl, f"{run}s{r}")
-        cpu = cpu_seconds(pid) - cpu0
-        sat["server"] = await _delta(counters, before)
-        sat["server_cpu_pct"] = round(100 * cpu / (time.perf_counter() - wall0), 1)
-        sat["server_cpu_us_per_request"] = round(1e6 * cpu / max(1, sat["requests"]), 1)
-        if spy is not None:
-            await spy
-        acked += sat["ok"]
-        sats.append(sat)
-        ctx.say(f"{name}: {sat['rps']:.0f}/s {sat['server'] or ''}")
-        await asyncio.sleep(1.0)
-    points: dict[str, Any] = {}
+        for srv in _rotated(servers, r):
+            nonce = f"{uuid.uuid4().hex[:6]}{key}{r}"
+            spy = None
+            if key == "saturation" and r == 0 and srv.name != "bare":
+                seconds = max(1.0, cfg.saturation_s - 4)
+                spy = await profile(ctx, srv.pid, seconds, f"{srv.name}-p{srv.partitions}")
+
+            async def go(srv: Server = srv, nonce: str = nonce) -> dict[str, Any]:
+                return await wrk_run(ctx, srv.url, cfg.saturation_s, connections, tpl, nonce)
+
+            res = await measured(ctx, srv, offsets, go)
+            if spy is not None:
+                await spy
+            srv.runs.setdefault(key, []).append(res)
+            ctx.say(
+                f"{srv.name} p{srv.partitions} -c{connections} round {r + 1}: {res['rps']:.0f}/s "
+                f"p50 {res['p50_ms']:.1f} p99 {res['p99_ms']:.1f} ms, "
+                f"{res['server_cpu_us_per_request']:.0f} us CPU/request {res['server'] or ''}"
+            )
+
+
+async def fixed_rates(ctx: Ctx, servers: list[Server], offsets: Offsets, tpl: Path) -> None:
+    cfg = ctx.cfg
     for rate in cfg.rates:
-        runs = []
-        for r in range(cfg.repeat):
+        for srv in servers:
+            nonce = f"{uuid.uuid4().hex[:6]}r{rate}"
+
+            async def go(srv: Server = srv, nonce: str = nonce, rate: int = rate) -> dict[str, Any]:
+                return await loadgen_run(ctx, srv.url, rate, tpl, nonce)
+
+            res = await measured(ctx, srv, offsets, go)
+            res["overloaded"] = bool(res["skipped"]) or (res["achieved_rps"] or 0) < 0.98 * rate
+            srv.runs.setdefault(f"rate{rate}", []).append(res)
             ctx.say(
-                f"{name}: {rate}/s fixed rate {cfg.rate_s:g}s (+{cfg.rate_warmup_s:g}s warm-up)"
+                f"{srv.name}: {rate}/s -> p50 {res['p50_ms']} p99 {res['p99_ms']} "
+                f"p99.9 {res['p999_ms']} ms, achieved {res['achieved_rps']}/s"
             )
-            acked += await settle()
-            before = await counters()
-            res = await loadgen_run(ctx, url, rate, tpl, f"{run}r{rate}x{r}")
-            res["server"] = await _delta(counters, before)
-            acked += res["ok"]
-            runs.append(res)
-            ctx.say(
-                f"{name}: {rate}/s -> p50 {res['p50_ms']} ms, p99 {res['p99_ms']} ms, "
-                f"p99.9 {res['p999_ms']} ms, achieved {res['achieved_rps']}/s {res['server'] or ''}"
-            )
-            await asyncio.sleep(1.0)
-        points[str(rate)] = {
-            "overloaded": any(x["skipped"] or (x["achieved_rps"] or 0) < 0.98 * rate for x in runs),
-            "skipped": sum(x["skipped"] for x in runs),
+
+
+def summary(srv: Server) -> dict[str, Any]:
+    """Medians over the rounds of each kind of run, and every run."""
+    out: dict[str, Any] = {"acknowledged": srv.acked}
+    for key, runs in srv.runs.items():
+        if key.startswith("rate"):
+            (run,) = runs
+            out[key] = {k: run[k] for k in ("p50_ms", "p99_ms", "p999_ms", "achieved_rps")}
+            out[key]["overloaded"] = run["overloaded"]
+            continue
+        out[key] = {
+            "rps": median([x["rps"] for x in runs]),
             "p50_ms": median([x["p50_ms"] for x in runs]),
             "p99_ms": median([x["p99_ms"] for x in runs]),
-            "p999_ms": median([x["p999_ms"] for x in runs]),
-            "achieved_rps": median([x["achieved_rps"] or 0.0 for x in runs]),
-            "runs": runs,
+            "cpu_us_per_request": median([x["server_cpu_us_per_request"] for x in runs]),
+            "cpu_pct": median([x["server_cpu_pct"] for x in runs]),
         }
-    result = {
-        "saturation_rps": median([s["rps"] for s in sats]),
-        "saturation_runs": sats,
-        "warmup": warm,
-        "fixed_rate": points,
-    }
-    return result, acked
-
-
-async def ingress(ctx: Ctx) -> dict[str, Any]:
-    tpl = ctx.tmp / "templates.txt"
-    bodies = write_templates(tpl)
-    topics = Topics(ctx.prefix).all_event_topics()
-    await create_topics(ctx.bootstrap, topics)
-    out: dict[str, Any] = {"bodies": bodies}
-
-    # -- the bridge
-    bridge = ctx.procs.make(
-        "ingress",
-        BRIDGE_KAFKA_BOOTSTRAP_SERVERS=ctx.bootstrap,
-        BRIDGE_TOPIC_PREFIX=ctx.prefix,
-        BRIDGE_WEBHOOK_TOKENS=TOKEN,
-        **ctx.cfg.bridge_env,
+    out["kafka_has_every_200"] = all(
+        x.get("kafka_has_every_200", True) for runs in srv.runs.values() for x in runs
     )
-    await bridge.start()
-    await bridge.wait_ready()
-    assert bridge.proc is not None
-    pid = bridge.proc.pid
-    ctx.say(f"bridge ingress ready (pid {pid}, port {bridge.http_port})")
-    result, acked = await drive(
-        ctx,
-        "bridge",
-        bridge.url + "/webhooks",
-        tpl,
-        pid,
-        bridge_counters(bridge),
-        bridge_settle(bridge, tpl),
-    )
-    result["rss_mb"] = peak_rss_mb(pid)
-    metrics = await bridge.metrics()
-    outcomes = {
-        o: int(metric_sum(metrics, "spotler_bridge_webhooks_total", outcome=o))
-        for o in ("published", "spooled", "duplicate", "unavailable", "rejected", "deadletter")
-    }
-    result["outcomes"] = {k: v for k, v in outcomes.items() if v}
-    code = await bridge.stop()
-    result["exit_code"] = code
-    ctx.say(f"bridge stopped (exit {code}); counting records on {len(topics)} event topics")
-    found = await count_records(ctx.bootstrap, topics)
-    result["records"] = {
-        "acknowledged": acked,
-        **found,
-        "lost": max(0, acked - found["unique_ids"]),
-    }
-    ctx.say(
-        f"acknowledged {acked}, found {found['unique_ids']} unique ({found['records']} records)"
-    )
-    out["bridge"] = result
-
-    # -- the baseline
-    port = free_port()
-    bare = await start_extra(
-        ctx, [sys.executable, "-m", "tests.bench.bare", str(port)], ctx.tmp / "bare.log"
-    )
-    await wait_http(f"http://127.0.0.1:{port}/healthz", bare)
-    ctx.say(f"bare aiohttp ready (pid {bare.pid}, port {port})")
-    base, _ = await drive(ctx, "bare", f"http://127.0.0.1:{port}/webhooks", tpl, bare.pid)
-    base["rss_mb"] = peak_rss_mb(bare.pid)
-    await stop_extra(ctx, bare)
-    out["bare"] = base
-    out["ratio_bridge_bare"] = round(result["saturation_rps"] / base["saturation_rps"], 3)
+    out["runs"] = srv.runs
     return out
 
 
-# ---------------------------------------------------------------- egress
+async def start_bare(ctx: Ctx) -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.bench.bare", str(port)]
+    proc = await start_extra(ctx, argv, ctx.tmp / "bare.log")
+    await wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+    return proc, f"http://127.0.0.1:{port}/webhooks"
+
+
+async def start_naive(ctx: Ctx, topic: str) -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.bench.naive", str(port), ctx.bootstrap, topic]
+    proc = await start_extra(ctx, argv, ctx.tmp / "naive.log")
+    await wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+    return proc, f"http://127.0.0.1:{port}/webhooks"
+
+
+async def one_partition_count(
+    ctx: Ctx, partitions: int, tpl: Path, bare: Server | None
+) -> dict[str, Any]:
+    """Every run against fresh topics of ``partitions`` partitions; ``bare`` joins if given."""
+    cfg = ctx.cfg
+    prefix = f"{ctx.prefix}p{partitions}"
+    naive_topic = f"{prefix}.naive"
+    bridges = {"bridge": ("aiokafka", prefix)}
+    if cfg.rdkafka:
+        bridges["bridge-rdkafka"] = ("librdkafka", f"{prefix}r")
+    if ctx.before is not None:
+        bridges["bridge-before"] = ("", f"{prefix}b")
+    event_topics = {name: Topics(p).all_event_topics() for name, (_, p) in bridges.items()}
+    every = [t for topics in event_topics.values() for t in topics]
+    await create_topics(ctx.bootstrap, [*every, naive_topic], partitions)
+    procs: dict[str, BridgeProcess] = {}
+    mine: list[Server] = []
+    for name, (client, topic_prefix) in bridges.items():
+        env = {"BRIDGE_KAFKA_CLIENT": client} if client else {}
+        proc = procs[name] = ctx.procs.make(
+            "ingress",
+            BRIDGE_KAFKA_BOOTSTRAP_SERVERS=ctx.bootstrap,
+            BRIDGE_TOPIC_PREFIX=topic_prefix,
+            BRIDGE_TOPIC_PARTITIONS=str(partitions),
+            BRIDGE_WEBHOOK_TOKENS=TOKEN,
+            **env,
+            **cfg.bridge_env,
+        )
+        if name == "bridge-before":
+            proc.cwd = ctx.before  # the code of --before REF, same interpreter and packages
+        await proc.start()
+        await proc.wait_ready()
+        assert proc.proc is not None
+        url, topics = proc.url + "/webhooks", event_topics[name]
+        counters, settle = bridge_counters(proc), bridge_settle(proc, tpl)
+        mine.append(Server(name, url, proc.proc.pid, topics, partitions, counters, settle))
+    naive_proc, naive_url = await start_naive(ctx, naive_topic)
+    n = Server("naive", naive_url, naive_proc.pid, [naive_topic], partitions)
+    servers = [s for s in (bare, n, *mine) if s is not None]
+    ctx.say(f"p{partitions}: " + ", ".join(f"{s.name} pid {s.pid}" for s in servers))
+    async with Offsets(ctx.bootstrap) as offsets:
+        for srv in servers:
+            srv.acked += await srv.settle()
+            warm = await wrk_run(ctx, srv.url, cfg.warm_s, cfg.wrk_connections, tpl, "w" + srv.name)
+            srv.acked += warm["ok"]
+        await closed_rounds(ctx, servers, offsets, tpl, "saturation", cfg.wrk_connections)
+        await closed_rounds(ctx, servers, offsets, tpl, "latency", cfg.latency_connections)
+        if bare is not None:
+            await fixed_rates(ctx, servers, offsets, tpl)
+    out: dict[str, Any] = {"naive": summary(n)}
+    for srv in mine:
+        rss = peak_rss_mb(srv.pid)
+        code = await procs[srv.name].stop()
+        found = await count_records(ctx.bootstrap, srv.topics, partitions)
+        out[srv.name] = summary(srv)
+        out[srv.name].update(rss_mb=rss, exit_code=code)
+        out[srv.name]["records"] = {**found, "lost": max(0, srv.acked - found["unique_ids"])}
+        ctx.say(
+            f"p{partitions}: {srv.name} exited {code}; acknowledged {srv.acked}, "
+            f"found {found['unique_ids']} unique"
+        )
+    await stop_extra(ctx, naive_proc)
+    naive_found = await count_records(ctx.bootstrap, [naive_topic], partitions, ids=False)
+    out["naive"]["records"] = {**naive_found, "lost": max(0, n.acked - naive_found["records"])}
+    ctx.say(f"p{partitions}: naive acknowledged {n.acked}, found {naive_found['records']}")
+    return out
+
+
+async def ingress(ctx: Ctx) -> dict[str, Any]:
+    cfg = ctx.cfg
+    tpl = ctx.tmp / "templates.txt"
+    out: dict[str, Any] = {"bodies": write_templates(tpl, kind=cfg.bodies), "partitions": {}}
+    bare_proc, bare_url = await start_bare(ctx)
+    bare = Server("bare", bare_url, bare_proc.pid, [], 0)
+    try:
+        for i, partitions in enumerate(cfg.partitions):
+            res = await one_partition_count(ctx, partitions, tpl, bare if i == 0 else None)
+            if i == 0:
+                res["bare"] = summary(bare)
+            out["partitions"][str(partitions)] = res
+    finally:
+        await stop_extra(ctx, bare_proc)
+    return out

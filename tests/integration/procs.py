@@ -45,6 +45,7 @@ class BridgeProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.http_port = int(env.get("BRIDGE_HTTP_PORT", "0"))
         self.ops_port = int(env.get("BRIDGE_OPS_PORT", "0"))
+        self.cwd: Path | None = None  # another checkout of the code (the bench's --before)
 
     @property
     def url(self) -> str:
@@ -66,6 +67,7 @@ class BridgeProcess:
             env=self.env,
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
+            cwd=self.cwd,
         )
         log.close()
         return self
