@@ -6,6 +6,7 @@ Pure functions shared by normalization (which side of an event is the channel), 
 
 from __future__ import annotations
 
+import functools
 import re
 
 #: Kinds of JID that are not a messaging channel or contact (docs/platform.md, "JIDs").
@@ -21,10 +22,21 @@ _JID = re.compile(
 _PHONE = re.compile(r"[1-9][0-9]{5,19}")
 
 
+#: Longest JID: 200 characters of local part, ``@``, a 63-character kind and ``.eazy.im``.
+_MAX_JID = 200 + 1 + 63 + 8
+
+
 def jid_kind(value: object) -> str | None:
     """The kind of a JID (``whatsapp``, ``apple``, ``agent``...), or None if it is not one."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > _MAX_JID:
         return None
+    return _kind(value)
+
+
+@functools.lru_cache(maxsize=8192)
+def _kind(value: str) -> str | None:
+    # Cached: a body names its JIDs several times, and the same conversations come back. Only
+    # strings short enough to be a JID get here, so the cache holds at most ~2 MiB.
     m = _JID.fullmatch(value)
     return m.group("kind") if m else None
 

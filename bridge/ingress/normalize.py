@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from bridge.contract.jids import is_channel_jid, jid_kind
+from bridge.contract.jids import NON_CHANNEL_KINDS, is_channel_jid, jid_kind
 from bridge.contract.records import (
     INGRESS_SOURCE,
     KNOWN_EVENTS,
@@ -75,7 +75,7 @@ def _normalize(body: bytes, topics: Topics, received_at: float, channels: frozen
         return deadletter(body, topics, f"not valid JSON: {str(exc)[:200]}", received_at)
     if not isinstance(parsed, dict):
         return deadletter(body, topics, f"JSON {_json_kind(parsed)}, not an object", received_at)
-    if _deeper_than(parsed, MAX_DEPTH):
+    if _may_nest_deeper(body, MAX_DEPTH) and _deeper_than(parsed, MAX_DEPTH):
         return deadletter(body, topics, f"nested deeper than {MAX_DEPTH} levels", received_at)
     event_type = parsed.get("type")
     if not isinstance(event_type, str) or not event_type:
@@ -97,13 +97,15 @@ def _event_record(
     if channels:
         channel, contact, direction = _by_channel_list(doc, channel, contact, direction, channels)
     occurred = _timestamp(doc.get("timestamp"))
+    occurred_at = iso_time(occurred) if occurred is not None else None
+    received = iso_time(received_at)
     data: dict[str, Any] = {
         "event": event_type if known else event_type[:100],
         "channel": {"jid": channel, "kind": jid_kind(channel)} if channel else None,
         "contact": _contact(doc, contact),
         "direction": direction,
-        "occurredAt": iso_time(occurred) if occurred is not None else None,
-        "receivedAt": iso_time(received_at),
+        "occurredAt": occurred_at,
+        "receivedAt": received,
         "version": doc.get("version"),
     }
     if actor:
@@ -122,7 +124,7 @@ def _event_record(
         event_id=event_id,
         source=f"/channels/{channel}" if channel else NO_CHANNEL_SOURCE,
         type_=WEBHOOK_TYPE_PREFIX + label,
-        time=iso_time(occurred if occurred is not None else received_at),
+        time=occurred_at or received,
         subject=contact,
         data=data,
     )
@@ -175,9 +177,17 @@ def _parties(
     """
     raw_direction = doc.get("direction")
     direction = _DIRECTIONS.get(raw_direction.lower()) if isinstance(raw_direction, str) else None
-    ends = [_jid_of(doc.get("from")), _jid_of(doc.get("to"))]
-    actor = next((j for j in ends if j and not is_channel_jid(j) and jid_kind(j)), None)
-    sender, recipient = (j if is_channel_jid(j) else None for j in ends)
+    # Each end's JID and kind, looked up once: a channel-kind JID is a side of the conversation,
+    # another kind (agent, ai, ...) an actor.
+    from_jid, from_kind = _jid_and_kind(doc.get("from"))
+    to_jid, to_kind = _jid_and_kind(doc.get("to"))
+    from_side = from_kind is not None and from_kind not in NON_CHANNEL_KINDS
+    to_side = to_kind is not None and to_kind not in NON_CHANNEL_KINDS
+    actor = from_jid if from_kind and not from_side else None
+    if actor is None and to_kind and not to_side:
+        actor = to_jid
+    sender = from_jid if from_side else None
+    recipient = to_jid if to_side else None
 
     conversation = _get(doc, "contextInfo", "conversation")
     channel = _jid_of(_get(conversation, "channel"))
@@ -368,6 +378,14 @@ def _timestamp(value: object) -> float | None:
     return seconds if _MIN_TS <= seconds <= _MAX_TS else None
 
 
+def _jid_and_kind(value: object) -> tuple[str | None, str | None]:
+    """A JID (or an object with a ``jid``) and its kind; (None, None) when it is not one."""
+    if isinstance(value, dict):
+        value = value.get("jid")
+    kind = jid_kind(value)
+    return (value, kind) if kind else (None, None)  # type: ignore[return-value]
+
+
 def _jid_of(value: object) -> str | None:
     if isinstance(value, dict):
         value = value.get("jid")
@@ -406,6 +424,12 @@ def _short(value: object) -> str | None:
         if 0 < len(text) <= _MAX_ID and text.isprintable() and "/" not in text:
             return text
     return None
+
+
+def _may_nest_deeper(body: bytes, limit: int) -> bool:
+    """False when ``body`` has too few brackets to nest past ``limit`` levels: each level opens
+    one (brackets inside strings only add to the count). Two C-speed scans instead of a walk."""
+    return body.count(b"{") + body.count(b"[") > limit
 
 
 def _deeper_than(doc: object, limit: int) -> bool:
