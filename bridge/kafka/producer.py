@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import time
 from collections import deque
@@ -52,6 +53,7 @@ from aiokafka.errors import (
 )
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from bridge.contract.records import Record
 from bridge.core.backoff import Backoff
@@ -108,6 +110,33 @@ class SessionPublisher(Publisher, Protocol):
         """Wait until a working session other than ``seen`` exists (True), at most ``timeout``
         seconds (False)."""
         ...
+
+
+class ManagedPublisher(SessionPublisher, Protocol):
+    """A :class:`SessionPublisher` the process runs: :meth:`run_connect` keeps a working
+    session until cancelled, :meth:`close` flushes and disconnects."""
+
+    async def run_connect(self) -> None: ...
+
+    async def close(self, flush_timeout: float = 10.0) -> None: ...
+
+
+def make_publisher(
+    kafka: KafkaSettings, metrics: Metrics, *, max_request_size: int
+) -> ManagedPublisher:
+    """The publisher ``BRIDGE_KAFKA_CLIENT`` names: aiokafka's (the default) or librdkafka's."""
+    if kafka.client == "librdkafka":
+        try:
+            from bridge.kafka.rdkafka import RdKafkaPublisher
+        except ImportError:
+            raise ConfigError(
+                [
+                    "BRIDGE_KAFKA_CLIENT=librdkafka: confluent-kafka is not installed "
+                    "(pip install 'spotler-bridge[rdkafka]')"
+                ]
+            ) from None
+        return RdKafkaPublisher(kafka, metrics, max_request_size=max_request_size)
+    return KafkaPublisher(kafka, metrics, max_request_size=max_request_size)
 
 
 def client_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -259,6 +288,7 @@ class _Session:
         self.pending: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self.ended: str | None = None
         self.acknowledged = False
+        self.lanes: dict[tuple[str, int], _Lane] = {}
 
     def track(self, future: asyncio.Future[Any], now: float) -> None:
         self.pending.append((now, future))
@@ -288,6 +318,136 @@ class _Session:
         task = getattr(sender, "sender_task", None)
         return task is not None and task.done()
 
+    def fail_lanes(self, exc: KafkaError) -> None:
+        """Fail every record not yet handed to the producer, and stop the lanes."""
+        for lane in self.lanes.values():
+            if lane.task is not None:
+                lane.task.cancel()
+            lane.fail(exc)
+        self.lanes.clear()
+
+    async def drain_lanes(self) -> None:
+        """Wait until every lane has handed its records to the producer."""
+        while tasks := [lane.task for lane in self.lanes.values() if lane.task is not None]:
+            await asyncio.wait(tasks)
+
+
+#: Records appended to one batch builder, and the futures of their callers, in order.
+_Batch = tuple[Any, list["asyncio.Future[None]"]]
+
+
+class _Lane:
+    """Group commit for one partition: the records of concurrent callers go into one batch.
+
+    Records are appended to an open batch builder as they come; one task per lane hands the
+    builders to the producer in order (``send_batch`` waits while the partition's previous
+    batch is not yet on its way), so every record that arrives while a batch is queued or in
+    flight joins the next one. One future per batch from aiokafka instead of one per record:
+    that is where the per-record cost of ``send`` goes (issue 13). Order within the partition
+    is the order of :meth:`append`; each batch keeps the size limit of ``max_batch_size``.
+    """
+
+    __slots__ = ("builder", "full", "partition", "task", "topic", "waiters")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.builder: Any = None
+        self.waiters: list[asyncio.Future[None]] = []
+        self.full: deque[_Batch] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+    def append(
+        self,
+        producer: Any,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        waiter: asyncio.Future[None],
+    ) -> None:
+        builder = self.builder
+        if builder is None:
+            builder = self.builder = producer.create_batch()
+        if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+            self.full.append((builder, self.waiters))  # full, and closed by aiokafka
+            builder = self.builder = producer.create_batch()
+            self.waiters = []
+            builder.append(timestamp=None, key=key, value=value, headers=headers)  # fits: first
+        self.waiters.append(waiter)
+
+    def take(self) -> _Batch | None:
+        if self.full:
+            return self.full.popleft()
+        if self.builder is None:
+            return None
+        batch = self.builder, self.waiters
+        self.builder, self.waiters = None, []
+        return batch
+
+    def fail(self, exc: BaseException) -> None:
+        while (batch := self.take()) is not None:
+            settle(batch[1], exc)
+
+
+def settle(waiters: list[asyncio.Future[None]], exc: BaseException | None) -> None:
+    """Resolve the callers of one batch: all acknowledged, or all failed with ``exc``."""
+    for waiter in waiters:
+        if not waiter.done():  # a caller that stopped waiting cancelled its own future
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+
+def _batch_done(waiters: list[asyncio.Future[None]], future: asyncio.Future[Any]) -> None:
+    if future.cancelled():
+        settle(waiters, SessionEnded("the batch was cancelled"))
+    else:
+        settle(waiters, future.exception())
+
+
+class Deadlines:
+    """How long callers wait, without a timer per call: one timer per distinct limit.
+
+    Callers with the same limit expire in the order they came, so each limit keeps a FIFO of
+    ``(deadline, future)`` and one timer for its oldest entry. A future still waiting at its
+    deadline gets :class:`TimeoutError`; one answered (or given up) before is skipped.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[float, deque[tuple[float, asyncio.Future[None]]]] = {}
+        self._timers: dict[float, asyncio.TimerHandle] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        # Looked up once: asyncio.get_running_loop() costs a getpid() system call on 3.11.
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def add(self, future: asyncio.Future[None], timeout: float) -> None:
+        loop = self.loop
+        deadline = loop.time() + timeout
+        queue = self._queues.get(timeout)
+        if queue is None:
+            queue = self._queues[timeout] = deque()
+        queue.append((deadline, future))
+        if timeout not in self._timers:
+            self._timers[timeout] = loop.call_at(deadline, self._expire, timeout)
+
+    def _expire(self, timeout: float) -> None:
+        queue = self._queues[timeout]
+        now = self.loop.time()
+        while queue and queue[0][0] <= now:
+            future = queue.popleft()[1]
+            if not future.done():
+                future.set_exception(TimeoutError())
+        if queue:
+            self._timers[timeout] = self.loop.call_at(queue[0][0], self._expire, timeout)
+        else:
+            del self._timers[timeout], self._queues[timeout]
+
 
 class KafkaPublisher:
     """The process's Kafka producer: connect and keep a working session with :meth:`run_connect`,
@@ -303,6 +463,8 @@ class KafkaPublisher:
         self._sessions = 0  # sessions started so far: the next one's number is this + 1
         self._started = asyncio.Event()  # set (and replaced) when a session starts
         self._connected = False
+        self._partitioner = CachedPartitioner()
+        self._deadlines = Deadlines()
 
     @property
     def connected(self) -> bool:
@@ -385,6 +547,7 @@ class KafkaPublisher:
         aiokafka has no public way to abandon a session (``stop`` flushes, which never ends
         while a partition refuses the session); these are its own shutdown steps, in order.
         """
+        session.fail_lanes(SessionEnded(reason))
         producer: Any = session.producer
         sender = producer._sender
         task = sender.sender_task if sender is not None else None
@@ -416,13 +579,18 @@ class KafkaPublisher:
         started = time.perf_counter()
         outcome = "error"
         try:
-            async with asyncio.timeout(timeout):
-                future = await session.producer.send(
-                    record.topic, record.value, key=record.key, headers=list(record.headers)
-                )
-                session.track(future, asyncio.get_running_loop().time())
-                # shield: giving up waiting must not cancel aiokafka's own delivery future.
-                await asyncio.shield(future)
+            waiter = self._append(session, record)
+            if waiter is None:  # the topic's partitions are not known yet: ask, then append
+                async with asyncio.timeout(timeout):
+                    await session.producer.partitions_for(record.topic)
+                if session.ended is not None:
+                    raise SessionEnded(session.ended)
+                waiter = self._append(session, record)
+                if waiter is None:
+                    raise PublishError(f"no partitions known for {record.topic}")
+            if timeout is not None:
+                self._deadlines.add(waiter, timeout)
+            await waiter
             outcome = "ok"
         except TimeoutError as exc:
             outcome = "timeout"
@@ -436,6 +604,65 @@ class KafkaPublisher:
                 time.perf_counter() - started
             )
 
+    def _append(self, session: _Session, record: Record) -> asyncio.Future[None] | None:
+        """Append ``record`` to its partition's lane; the future its batch's answer resolves.
+        None when the topic's partitions are not in the producer's metadata yet."""
+        producer: Any = session.producer
+        cluster = producer.client.cluster
+        partitions = cluster.partitions_for_topic(record.topic)
+        if not partitions:
+            return None
+        headers = list(record.headers)
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(record.key, record.value, headers)
+        if size > self._max_request_size:  # what aiokafka's send checks
+            raise MessageSizeTooLargeError(
+                f"The message is {size} bytes when serialized, more than max_request_size "
+                f"({self._max_request_size})"
+            )
+        all_partitions = sorted(partitions)
+        available = all_partitions
+        if record.key is None:
+            available = sorted(cluster.available_partitions_for_topic(record.topic) or partitions)
+        partition = self._partitioner(record.key, all_partitions, available)
+        lane = session.lanes.get((record.topic, partition))
+        if lane is None:
+            lane = session.lanes[record.topic, partition] = _Lane(record.topic, partition)
+        loop = self._deadlines.loop
+        waiter: asyncio.Future[None] = loop.create_future()
+        lane.append(producer, record.key, record.value, headers, waiter)
+        if lane.task is None:
+            lane.task = loop.create_task(self._run_lane(session, lane))
+        return waiter
+
+    async def _run_lane(self, session: _Session, lane: _Lane) -> None:
+        """Hand the lane's batches to the producer, one after the other, until it is empty."""
+        producer: Any = session.producer
+        loop = asyncio.get_running_loop()
+        batch: _Batch | None = None
+        try:
+            while (batch := lane.take()) is not None:
+                builder, waiters = batch
+                builder.close()
+                try:
+                    # Waits while this partition's previous batch is not yet on its way.
+                    future = await producer.send_batch(
+                        builder, lane.topic, partition=lane.partition
+                    )
+                except KafkaError as exc:  # not handed over (no slot in time, closed): no gap
+                    settle(waiters, exc)
+                    continue
+                session.track(future, loop.time())
+                future.add_done_callback(functools.partial(_batch_done, waiters))
+                self._metrics.kafka_batches.inc()
+            batch = None
+        except asyncio.CancelledError:
+            if batch is not None:
+                settle(batch[1], SessionEnded(session.ended or "lane cancelled"))
+            raise
+        finally:
+            if lane.task is asyncio.current_task():
+                lane.task = None
+
     async def close(self, flush_timeout: float = 10.0) -> None:
         """Flush what is pending (at most ``flush_timeout`` seconds: Kafka may be away) and
         disconnect; what could not be flushed fails, and the spool still holds its copy."""
@@ -443,7 +670,9 @@ class KafkaPublisher:
         self._connected = False
         if session is not None:
             try:
-                await asyncio.wait_for(session.producer.stop(), flush_timeout)
+                async with asyncio.timeout(flush_timeout):
+                    await session.drain_lanes()
+                    await session.producer.stop()
             except TimeoutError:
                 await self._abandon(session, "shutdown: Kafka did not take the rest in time")
             log.info("kafka.producer_closed")

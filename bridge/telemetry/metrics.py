@@ -135,6 +135,12 @@ class Metrics:
             "after a failed or overdue delivery.",
             registry=r,
         )
+        self.kafka_batches = Counter(
+            p + "kafka_batches",
+            "Record batches handed to the Kafka producer (one per partition per group commit); "
+            "records published divided by this is the records per batch.",
+            registry=r,
+        )
         self.dedup_entries = Gauge(
             p + "dedup_entries", "Event ids remembered for duplicate detection.", registry=r
         )
