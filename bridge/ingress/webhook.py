@@ -38,18 +38,39 @@ log = structlog.get_logger(__name__)
 #: Makes a record durable and says how ("published" or "spooled"); raises BridgeError if not.
 Store = Callable[[Record], Awaitable[str]]
 
-SETTINGS = web.AppKey("settings", IngressSettings)
-TOPICS = web.AppKey("topics", Topics)
-METRICS = web.AppKey("metrics", Metrics)
-RECENT = web.AppKey("recent", RecentIds)
-STORE = web.AppKey[Store]("store")
-#: Event ids being stored right now: a repeat waits for the first instead of storing it twice.
-INFLIGHT = web.AppKey("inflight", dict[str, "asyncio.Future[None]"])
-LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
-BUDGET = web.AppKey("budget", Budget)
-CHANNELS = web.AppKey("channels", ChannelSet)
-
 _RETRY_AFTER = "5"
+
+
+class Intake:
+    """What the webhook handler needs, in one place (one lookup per request, not nine).
+
+    ``inflight``: event ids being stored right now; a repeat waits for the first instead of
+    storing it twice.
+    """
+
+    __slots__ = ("budget", "channels", "inflight", "loop", "metrics", "recent", "settings",
+                 "store", "topics")  # fmt: skip
+
+    def __init__(
+        self,
+        settings: IngressSettings,
+        topics: Topics,
+        metrics: Metrics,
+        store: Store,
+        channels: ChannelSet,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.metrics = metrics
+        self.store = store
+        self.channels = channels
+        self.recent = RecentIds(settings.dedup_size, settings.dedup_ttl)
+        self.inflight: dict[str, asyncio.Future[None]] = {}
+        self.budget = Budget(settings.max_inflight_bytes)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+
+INTAKE = web.AppKey("intake", Intake)
 
 
 def make_webhook_app(
@@ -67,14 +88,10 @@ def make_webhook_app(
     app = web.Application(
         client_max_size=settings.max_body_bytes, handler_args={"auto_decompress": False}
     )
-    app[SETTINGS] = settings
-    app[TOPICS] = topics
-    app[METRICS] = metrics
-    app[RECENT] = RecentIds(settings.dedup_size, settings.dedup_ttl)
-    app[STORE] = store
-    app[INFLIGHT] = {}
-    app[BUDGET] = Budget(settings.max_inflight_bytes)
-    app[CHANNELS] = channels if channels is not None else ChannelSet()
+    intake = Intake(settings, topics, metrics, store, channels or ChannelSet())
+    app[INTAKE] = intake
+    # Read when scraped, not set on every delivery.
+    metrics.dedup_entries.set_function(intake.recent.__len__)
     app.on_startup.append(_remember_loop)
     app.router.add_post("/webhooks", handle_webhook)
     return app
@@ -82,21 +99,23 @@ def make_webhook_app(
 
 async def _remember_loop(app: web.Application) -> None:
     # Looked up once: asyncio.get_running_loop() costs a getpid() system call on Python 3.11.
-    app[LOOP] = asyncio.get_running_loop()
+    app[INTAKE].loop = asyncio.get_running_loop()
 
 
 async def handle_webhook(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    app = request.app
-    metrics = app[METRICS]
+    intake = request.app[INTAKE]
     try:
-        response, fields = await _deliver(request)
+        response, fields = await _deliver(request, intake)
     except Exception:
         # Never a 500: whatever went wrong, the platform must retry rather than give up.
         log.exception("webhook.crashed")
         response, fields = _unavailable(), {"outcome": "unavailable"}
     elapsed = time.perf_counter() - started
-    metrics.child(metrics.webhook_duration, str(response.status)).observe(elapsed)
+    metrics = intake.metrics
+    metrics.child(
+        metrics.webhook_duration, _STATUS.get(response.status) or str(response.status)
+    ).observe(elapsed)
     log.info(
         "webhook",
         status=response.status,
@@ -107,9 +126,11 @@ async def handle_webhook(request: web.Request) -> web.Response:
     return response
 
 
-async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object]]:
-    app = request.app
-    settings, metrics = app[SETTINGS], app[METRICS]
+_STATUS = {200: "200", 401: "401", 408: "408", 413: "413", 503: "503"}
+
+
+async def _deliver(request: web.Request, intake: Intake) -> tuple[web.Response, dict[str, object]]:
+    settings, metrics = intake.settings, intake.metrics
     if not settings.auth_disabled and not auth.authorized(
         request.headers.get("Authorization", ""), settings.webhook_tokens
     ):
@@ -120,14 +141,14 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
     if length is not None and length > settings.max_body_bytes:
         return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
     # Bytes in flight are bounded: reserve the declared length (else the body limit) up front.
-    budget = app[BUDGET]
+    budget = intake.budget
     reserved = length if length is not None else settings.max_body_bytes
     if not budget.take(reserved):
         metrics.child(metrics.webhook_rejections, "busy").inc()
         metrics.child(metrics.webhooks, "none", "rejected").inc()
         return _unavailable(), {"outcome": "rejected", "reason": "busy"}
     try:
-        return await _admitted(request)
+        return await _admitted(request, intake)
     finally:
         budget.give(reserved)
         if budget.idle_after_large():
@@ -135,9 +156,8 @@ async def _deliver(request: web.Request) -> tuple[web.Response, dict[str, object
             await asyncio.to_thread(trim_memory)
 
 
-async def _admitted(request: web.Request) -> tuple[web.Response, dict[str, object]]:
-    app = request.app
-    settings, metrics = app[SETTINGS], app[METRICS]
+async def _admitted(request: web.Request, intake: Intake) -> tuple[web.Response, dict[str, object]]:
+    settings, metrics = intake.settings, intake.metrics
     try:
         if request.content.is_eof():  # the whole body came with the headers: no wait
             body = await request.read()
@@ -155,48 +175,51 @@ async def _admitted(request: web.Request) -> tuple[web.Response, dict[str, objec
         }
 
     encoding = request.headers.get("Content-Encoding", "")
-    args = (body, encoding, app[TOPICS], settings.max_body_bytes, app[CHANNELS].jids)
+    args = (body, encoding, intake.topics, settings.max_body_bytes, intake.channels.jids)
     try:
         if len(body) > OFF_LOOP_BYTES:  # parsing a large body would stall every other request
-            app[BUDGET].large = True
+            intake.budget.large = True
             record = await asyncio.to_thread(decode_and_normalize, *args)
         else:
             record = decode_and_normalize(*args)
     except TooLarge:
         return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
-    fields: dict[str, object] = {
-        "event_type": record.label,
-        "event_id": record.event_id,
-        "size": len(body),
-    }
-    recent, inflight = app[RECENT], app[INFLIGHT]
-    while (waiting := inflight.get(record.event_id)) is not None:
+    event_id = record.event_id
+    fields: dict[str, object] = {"event_type": record.label, "event_id": event_id,
+                                 "size": len(body)}  # fmt: skip
+    recent, inflight = intake.recent, intake.inflight
+    while (waiting := inflight.get(event_id)) is not None:
         await asyncio.shield(waiting)  # the same event is being stored right now: wait for it
-    if record.event_id in recent:
+    if event_id in recent:
         metrics.child(metrics.webhooks, record.label, "duplicate").inc()
-        return _accepted("duplicate", record), {**fields, "outcome": "duplicate"}
-    done = inflight[record.event_id] = app[LOOP].create_future()
+        fields["outcome"] = "duplicate"
+        return _accepted("duplicate", record), fields
+    loop = intake.loop or asyncio.get_running_loop()
+    done = inflight[event_id] = loop.create_future()
     try:
-        how = await app[STORE](record)
+        how = await intake.store(record)
     except BridgeError as exc:
         metrics.child(metrics.webhooks, record.label, "unavailable").inc()
         # Debug only: the delivery's own line says outcome=unavailable, and the spool logs its
         # change of state (unwritable, writable) once, not once per refused request.
-        log.debug("webhook.not_durable", event_id=record.event_id, error=str(exc))
-        return _unavailable(), {**fields, "outcome": "unavailable"}
+        log.debug("webhook.not_durable", event_id=event_id, error=str(exc))
+        fields["outcome"] = "unavailable"
+        return _unavailable(), fields
     except Exception:
         # Never a 500: the delivery is not durable, so ask the platform to retry it.
         metrics.child(metrics.webhooks, record.label, "unavailable").inc()
-        log.exception("webhook.store_crashed", event_id=record.event_id)
-        return _unavailable(), {**fields, "outcome": "unavailable"}
+        log.exception("webhook.store_crashed", event_id=event_id)
+        fields["outcome"] = "unavailable"
+        return _unavailable(), fields
     finally:
-        del inflight[record.event_id]
+        del inflight[event_id]
         done.set_result(None)
-    recent.add(record.event_id)
-    metrics.dedup_entries.set(len(recent))
+    recent.add(event_id)
     outcome = "deadletter" if record.label == "deadletter" and how == "published" else how
     metrics.child(metrics.webhooks, record.label, outcome).inc()
-    return _accepted(how, record), {**fields, "outcome": outcome, "topic": record.topic}
+    fields["outcome"] = outcome
+    fields["topic"] = record.topic
+    return _accepted(how, record), fields
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
