@@ -3,6 +3,7 @@
 # spotler-bridge: one image for every role (`bridge ingress|egress|serve|simulator|config`).
 #
 #   docker build -t spotler-bridge:dev .
+#   docker build --build-arg LOCK=rdkafka.lock -t spotler-bridge:dev-rdkafka .   # + librdkafka
 #   docker run --rm -p 8080:8080 -p 9090:9090 -e BRIDGE_WEBHOOK_TOKENS=... spotler-bridge:dev ingress
 #
 # Stage 1 (builder) installs the locked runtime dependencies into /opt/venv in a layer of their
@@ -26,7 +27,9 @@ WORKDIR /src
 
 # Dependencies first: this layer is rebuilt only when the lock file changes. The lock pins every
 # runtime dependency with its hashes (`make lock` writes it from pyproject.toml).
-COPY requirements/runtime.lock ./
+# LOCK=rdkafka.lock adds the optional librdkafka publisher (BRIDGE_KAFKA_CLIENT=librdkafka).
+ARG LOCK=runtime.lock
+COPY requirements/${LOCK} ./runtime.lock
 RUN pip install --require-hashes --requirement runtime.lock
 
 # Then the package itself (dependencies are already there; --no-deps keeps this layer small).

@@ -28,6 +28,8 @@ lock: install
 		-o requirements/runtime.lock
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --universal --python-version 3.11 \
 		--generate-hashes -o requirements/dev.lock
+	$(BIN)/uv pip compile -q pyproject.toml --extra rdkafka --universal --python-version 3.11 \
+		--generate-hashes -o requirements/rdkafka.lock
 
 lint: install
 	$(BIN)/ruff check bridge tests

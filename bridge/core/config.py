@@ -224,6 +224,12 @@ class KafkaSettings:
     linger_ms: int = setting(
         "BRIDGE_KAFKA_LINGER_MS", 0, integer(0, 1000), "producer batching delay (ms)"
     )
+    client: str = setting(
+        "BRIDGE_KAFKA_CLIENT",
+        "aiokafka",
+        choice(("aiokafka", "librdkafka")),
+        "publisher's Kafka client: aiokafka, or librdkafka (extra rdkafka)",
+    )
     delivery_timeout: float = setting(
         "BRIDGE_KAFKA_DELIVERY_TIMEOUT",
         60.0,

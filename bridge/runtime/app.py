@@ -31,7 +31,7 @@ from bridge.egress.consumer import CommandConsumer
 from bridge.ingress.spool import Spool
 from bridge.ingress.store import Durable
 from bridge.ingress.webhook import make_webhook_app
-from bridge.kafka.producer import KafkaPublisher
+from bridge.kafka.producer import ManagedPublisher, make_publisher
 from bridge.runtime import channel_list
 from bridge.runtime.ops import Health, OpsSite, make_ops_app
 from bridge.telemetry import logs
@@ -59,7 +59,7 @@ def build(settings: Settings, role: Role) -> Parts:
     topics = Topics(settings.kafka.topic_prefix)
     # A record holds the body twice at most (normalized message and verbatim payload).
     max_record = 2 * settings.ingress.max_body_bytes + 64 * 1024
-    publisher = KafkaPublisher(settings.kafka, metrics, max_request_size=max_record)
+    publisher = make_publisher(settings.kafka, metrics, max_request_size=max_record)
     # The ops port gets the webhook port's timeout (see run()) and a connection bound.
     ops = make_ops_app(metrics, health, keepalive_timeout=max(settings.ingress.read_timeout, 5.0))
     ops.cleanup_ctx.append(_publisher_ctx(publisher, health))
@@ -81,7 +81,7 @@ def build(settings: Settings, role: Role) -> Parts:
     return Parts(ops=ops, webhook=webhook, health=health, metrics=metrics)
 
 
-def _publisher_ctx(publisher: KafkaPublisher, health: Health) -> CleanupCtx:
+def _publisher_ctx(publisher: ManagedPublisher, health: Health) -> CleanupCtx:
     def on_done(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             health.tasks["kafka-connect"] = task  # dead: the watchdog stops the process
@@ -102,7 +102,7 @@ def _publisher_ctx(publisher: KafkaPublisher, health: Health) -> CleanupCtx:
     return ctx
 
 
-def _spool_ctx(spool: Spool, publisher: KafkaPublisher, health: Health) -> CleanupCtx:
+def _spool_ctx(spool: Spool, publisher: ManagedPublisher, health: Health) -> CleanupCtx:
     @contextlib.asynccontextmanager
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(spool.open)  # recovers what a previous process left
@@ -133,7 +133,7 @@ def _spool_ctx(spool: Spool, publisher: KafkaPublisher, health: Health) -> Clean
 
 
 def _egress_ctx(
-    settings: Settings, metrics: Metrics, publisher: KafkaPublisher, health: Health
+    settings: Settings, metrics: Metrics, publisher: ManagedPublisher, health: Health
 ) -> CleanupCtx:
     @contextlib.asynccontextmanager
     async def ctx(app: web.Application) -> AsyncIterator[None]:

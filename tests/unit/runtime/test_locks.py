@@ -2,7 +2,7 @@
 
 CI and the image install from ``requirements/*.lock`` with ``--require-hashes``; a dependency
 added to pyproject.toml but not locked would make that install fail late, so say it here first.
-``make lock`` refreshes both files.
+``make lock`` refreshes all three (``rdkafka.lock``: the image with the librdkafka publisher).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     [
         ("runtime.lock", PROJECT["dependencies"]),
         ("dev.lock", PROJECT["dependencies"] + PROJECT["optional-dependencies"]["dev"]),
+        ("rdkafka.lock", PROJECT["dependencies"] + PROJECT["optional-dependencies"]["rdkafka"]),
     ],
 )
 def test_every_declared_dependency_is_locked_with_hashes(

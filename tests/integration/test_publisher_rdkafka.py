@@ -1,0 +1,116 @@
+"""The optional librdkafka publisher (``BRIDGE_KAFKA_CLIENT=librdkafka``) against a real broker.
+
+It must keep the default publisher's contract (bridge/kafka/producer.py, DESIGN.md "Delivery"):
+the answer is the record's acknowledgement, records of one key keep their order, a conversation
+lands on the partition the Java client (murmur2) and aiokafka would choose, a record Kafka
+refuses is rejected for good without stopping its partition, and a caller that stops waiting
+leaves the record with the producer (a duplicate later, never a gap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from bridge.contract.records import Record
+from bridge.core.config import KafkaSettings
+from bridge.core.errors import PublishError, PublishTimeout, RecordRejected
+from bridge.kafka.producer import make_publisher
+from bridge.kafka.rdkafka import RdKafkaPublisher
+from bridge.telemetry.metrics import Metrics
+from tests.integration.procs import consume
+from tests.integration.test_group_commit import make_topic, rec
+
+pytestmark = pytest.mark.kafka
+
+
+@contextlib.asynccontextmanager
+async def running(kafka: str) -> AsyncIterator[RdKafkaPublisher]:
+    settings = KafkaSettings(bootstrap_servers=kafka, client="librdkafka")
+    publisher = make_publisher(settings, Metrics(), max_request_size=4 * 1024**2)
+    assert isinstance(publisher, RdKafkaPublisher)
+    task = asyncio.create_task(publisher.run_connect())
+    try:
+        async with asyncio.timeout(30):
+            while not publisher.connected:  # noqa: ASYNC110 - a flag, polled with a deadline
+                await asyncio.sleep(0.05)
+        yield publisher
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await publisher.close()
+
+
+async def test_records_keep_their_order_and_the_java_clients_partitions(kafka, prefix) -> None:
+    topic = f"{prefix}.events.message"
+    await make_topic(kafka, topic, 6)
+    keys = [f"31612345678@whatsapp.eazy.im/3162000{k:04d}@whatsapp.eazy.im" for k in range(24)]
+    async with running(kafka) as publisher:
+        calls = [
+            asyncio.create_task(
+                publisher.publish(rec(topic, keys[i % 24], str(i).encode()), timeout=30)
+            )
+            for i in range(2400)
+        ]
+        await asyncio.gather(*calls)
+    records = await consume(kafka, [topic], count=2400, timeout=30, settle=1)
+    assert len(records) == 2400
+    # aiokafka's default partitioner is the Java client's murmur2: the same key, the same partition.
+    reference = AIOKafkaProducer(bootstrap_servers=kafka)
+    await reference.start()
+    try:
+        partitions = sorted(await reference.partitions_for(topic))
+        expected = {k: reference._partition(topic, None, None, None, k.encode(), b"") for k in keys}
+    finally:
+        await reference.stop()
+    assert len(partitions) == 6
+    for key in keys:
+        mine = [r for r in records if r.key == key.encode()]
+        assert {r.partition for r in mine} == {expected[key]}, key
+        values = [int(r.value) for r in mine]
+        assert values == sorted(values), key
+        assert len(values) == 100, key
+
+
+async def test_a_refused_record_is_rejected_and_its_partition_goes_on(kafka, prefix) -> None:
+    topic = f"{prefix}.events.small"
+    await make_topic(kafka, topic, 1, **{"max.message.bytes": "4096"})
+    async with running(kafka) as publisher:
+        await publisher.publish(rec(topic, "k", b"before"), timeout=20)
+        with pytest.raises(RecordRejected, match="MSG_SIZE_TOO_LARGE"):
+            await publisher.publish(rec(topic, "k", b"x" * 20_000), timeout=20)
+        for n in range(20):
+            await publisher.publish(rec(topic, "k", f"after-{n}".encode()), timeout=20)
+    values = [r.value for r in await consume(kafka, [topic], count=21, timeout=20, settle=1)]
+    assert values == [b"before"] + [f"after-{n}".encode() for n in range(20)]
+
+
+async def test_a_caller_that_stops_waiting_leaves_its_record_with_the_producer(
+    kafka, prefix
+) -> None:
+    topic = f"{prefix}.events.message"
+    await make_topic(kafka, topic, 1)
+    async with running(kafka) as publisher:
+        await publisher.publish(rec(topic, "k", b"first"), timeout=20)
+        with pytest.raises(PublishTimeout):
+            await publisher.publish(rec(topic, "k", b"gave-up"), timeout=0)
+        await publisher.publish(rec(topic, "k", b"waited"), timeout=20)
+    records = await consume(kafka, [topic], count=3, timeout=20, settle=1)
+    assert [r.value for r in records] == [b"first", b"gave-up", b"waited"]
+
+
+async def test_no_session_before_connecting_and_after_close(kafka, prefix) -> None:
+    settings = KafkaSettings(bootstrap_servers=kafka, client="librdkafka")
+    publisher = RdKafkaPublisher(settings, Metrics())
+    record = Record(topic=f"{prefix}.x", key=None, value=b"v", event_id="e", label="message")
+    with pytest.raises(PublishError, match="no Kafka producer session"):
+        await publisher.publish(record, timeout=1)
+    async with running(kafka) as connected:
+        assert connected.session > 0
+    assert not connected.connected
+    assert connected.session == 0
