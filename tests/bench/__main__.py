@@ -136,6 +136,11 @@ def parse(argv: list[str] | None) -> Config:
         help="also run the bridge of git REF (e.g. a commit before a change) as bridge-before",
     )
     p.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="leave out bridge-no-kafka (the webhook app with a store that acknowledges at once)",
+    )
+    p.add_argument(
         "--no-rdkafka",
         action="store_true",
         help="leave out the bridge with BRIDGE_KAFKA_CLIENT=librdkafka (on when installed)",
@@ -164,6 +169,7 @@ def parse(argv: list[str] | None) -> Config:
         partitions=tuple(int(x) for x in a.partitions.split(",") if x),
         bodies=a.bodies,
         before=a.before,
+        floor=not a.no_floor,
         rdkafka=not a.no_rdkafka and importlib.util.find_spec("confluent_kafka") is not None,
         rates=tuple(int(x) for x in a.rates.split(",") if x),
         client=a.client,

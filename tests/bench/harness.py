@@ -51,6 +51,7 @@ class Config:
     partitions: tuple[int, ...] = (6,)
     bodies: str = "message"
     rdkafka: bool = True
+    floor: bool = True
     before: str | None = None
     rates: tuple[int, ...] = (2000, 5000)
     rate_s: float = 10.0

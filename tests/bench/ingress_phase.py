@@ -210,7 +210,7 @@ async def closed_rounds(
         for srv in _rotated(servers, r):
             nonce = f"{uuid.uuid4().hex[:6]}{key}{r}"
             spy = None
-            if key == "saturation" and r == 0 and srv.name != "bare":
+            if key == "saturation" and r == 0 and srv.name != "bare":  # floor, naive, bridges
                 seconds = max(1.0, cfg.saturation_s - 4)
                 spy = await profile(ctx, srv.pid, seconds, f"{srv.name}-p{srv.partitions}")
 
@@ -277,6 +277,14 @@ async def start_bare(ctx: Ctx) -> tuple[asyncio.subprocess.Process, str]:
     return proc, f"http://127.0.0.1:{port}/webhooks"
 
 
+async def start_floor(ctx: Ctx) -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.bench.floor", str(port), TOKEN]
+    proc = await start_extra(ctx, argv, ctx.tmp / "floor.log")
+    await wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+    return proc, f"http://127.0.0.1:{port}/webhooks"
+
+
 async def start_naive(ctx: Ctx, topic: str) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     argv = [sys.executable, "-m", "tests.bench.naive", str(port), ctx.bootstrap, topic]
@@ -286,9 +294,10 @@ async def start_naive(ctx: Ctx, topic: str) -> tuple[asyncio.subprocess.Process,
 
 
 async def one_partition_count(
-    ctx: Ctx, partitions: int, tpl: Path, bare: Server | None
+    ctx: Ctx, partitions: int, tpl: Path, first: list[Server]
 ) -> dict[str, Any]:
-    """Every run against fresh topics of ``partitions`` partitions; ``bare`` joins if given."""
+    """Every run against fresh topics of ``partitions`` partitions; the servers without Kafka
+    (``first``: bare, the floor) join when given."""
     cfg = ctx.cfg
     prefix = f"{ctx.prefix}p{partitions}"
     naive_topic = f"{prefix}.naive"
@@ -323,7 +332,7 @@ async def one_partition_count(
         mine.append(Server(name, url, proc.proc.pid, topics, partitions, counters, settle))
     naive_proc, naive_url = await start_naive(ctx, naive_topic)
     n = Server("naive", naive_url, naive_proc.pid, [naive_topic], partitions)
-    servers = [s for s in (bare, n, *mine) if s is not None]
+    servers = [*first, n, *mine]
     ctx.say(f"p{partitions}: " + ", ".join(f"{s.name} pid {s.pid}" for s in servers))
     async with Offsets(ctx.bootstrap) as offsets:
         for srv in servers:
@@ -332,7 +341,7 @@ async def one_partition_count(
             srv.acked += warm["ok"]
         await closed_rounds(ctx, servers, offsets, tpl, "saturation", cfg.wrk_connections)
         await closed_rounds(ctx, servers, offsets, tpl, "latency", cfg.latency_connections)
-        if bare is not None:
+        if first:
             await fixed_rates(ctx, servers, offsets, tpl)
     out: dict[str, Any] = {"naive": summary(n)}
     for srv in mine:
@@ -358,13 +367,19 @@ async def ingress(ctx: Ctx) -> dict[str, Any]:
     tpl = ctx.tmp / "templates.txt"
     out: dict[str, Any] = {"bodies": write_templates(tpl, kind=cfg.bodies), "partitions": {}}
     bare_proc, bare_url = await start_bare(ctx)
-    bare = Server("bare", bare_url, bare_proc.pid, [], 0)
+    first = [Server("bare", bare_url, bare_proc.pid, [], 0)]
+    extra = [bare_proc]
+    if cfg.floor:
+        floor_proc, floor_url = await start_floor(ctx)
+        first.append(Server("bridge-no-kafka", floor_url, floor_proc.pid, [], 0))
+        extra.append(floor_proc)
     try:
         for i, partitions in enumerate(cfg.partitions):
-            res = await one_partition_count(ctx, partitions, tpl, bare if i == 0 else None)
+            res = await one_partition_count(ctx, partitions, tpl, first if i == 0 else [])
             if i == 0:
-                res["bare"] = summary(bare)
+                res.update({srv.name: summary(srv) for srv in first})
             out["partitions"][str(partitions)] = res
     finally:
-        await stop_extra(ctx, bare_proc)
+        for proc in extra:
+            await stop_extra(ctx, proc)
     return out

@@ -11,7 +11,7 @@ from tests.bench.harness import RESULTS
 #: of CPU per request where the naive handler took 273 µs. The naive handler stands in for it.
 BENTHOS_OVER_NAIVE = 214 / 273
 #: The servers of the ingress phase, in the order shown.
-SERVERS = ("bare", "naive", "bridge-before", "bridge", "bridge-rdkafka")
+SERVERS = ("bare", "bridge-no-kafka", "naive", "bridge-before", "bridge", "bridge-rdkafka")
 #: The servers that write to Kafka and whose records are counted.
 WRITERS = ("naive", "bridge-before", "bridge", "bridge-rdkafka")
 
@@ -65,6 +65,14 @@ def verdicts(res: dict[str, Any]) -> list[dict[str, Any]]:
             )
         rss = b["rss_mb"].get("VmHWM", 0.0)
         add("bridge peak RSS (MB)", rss, "< 150", rss < 150)
+        if "bridge-no-kafka" in m:
+            floor = m["bridge-no-kafka"]["saturation"]["cpu_us_per_request"]
+            add(
+                "bridge-no-kafka/naive CPU per request (the bridge's own work, no Kafka at all)",
+                round(floor / sat_n["cpu_us_per_request"], 3),
+                "< 1.0 (else no Kafka-side change brings the bridge to the naive handler)",
+                floor < sat_n["cpu_us_per_request"],
+            )
         if "bridge-before" in m:
             before = m["bridge-before"]["saturation"]
             add(
@@ -123,23 +131,23 @@ def table(res: dict[str, Any]) -> str:
             f"INGRESS (POST /webhooks, {res['ingress']['bodies']['bytes_mean']} B bodies, "
             f"{first} partitions, medians of {cfg['repeat']} alternated rounds)"
         )
-        lines.append("  " + " " * 38 + "".join(f"{x:>15}" for x in names))
+        lines.append("  " + " " * 38 + "".join(f"{x:>17}" for x in names))
         rows: list[tuple[str, str, str, str]] = [
-            (f"throughput -c{cfg['wrk_connections']} /s", "saturation", "rps", "{:>15.0f}"),
-            ("server CPU us per request", "saturation", "cpu_us_per_request", "{:>15.0f}"),
-            ("server CPU %", "saturation", "cpu_pct", "{:>15.0f}"),
-            (f"p50 / p99 ms -c{cfg['wrk_connections']}", "saturation", "p50_ms", "{:>15.1f}"),
-            ("", "saturation", "p99_ms", "{:>15.1f}"),
-            (f"throughput -c{cfg['latency_connections']} /s", "latency", "rps", "{:>15.0f}"),
-            (f"p50 / p99 ms -c{cfg['latency_connections']}", "latency", "p50_ms", "{:>15.1f}"),
-            ("", "latency", "p99_ms", "{:>15.1f}"),
+            (f"throughput -c{cfg['wrk_connections']} /s", "saturation", "rps", "{:>17.0f}"),
+            ("server CPU us per request", "saturation", "cpu_us_per_request", "{:>17.0f}"),
+            ("server CPU %", "saturation", "cpu_pct", "{:>17.0f}"),
+            (f"p50 / p99 ms -c{cfg['wrk_connections']}", "saturation", "p50_ms", "{:>17.1f}"),
+            ("", "saturation", "p99_ms", "{:>17.1f}"),
+            (f"throughput -c{cfg['latency_connections']} /s", "latency", "rps", "{:>17.0f}"),
+            (f"p50 / p99 ms -c{cfg['latency_connections']}", "latency", "p50_ms", "{:>17.1f}"),
+            ("", "latency", "p99_ms", "{:>17.1f}"),
         ]
         for label, kind, key, fmt in rows:
             cells = "".join(fmt.format(m[x][kind][key]) for x in names)
             lines.append(f"  {label:<38}{cells}")
         for rate in cfg["rates"]:
             cells = "".join(
-                f"{m[x][f'rate{rate}']['p99_ms']:>14.1f}"
+                f"{m[x][f'rate{rate}']['p99_ms']:>16.1f}"
                 + ("!" if m[x][f"rate{rate}"]["overloaded"] else " ")
                 for x in names
             )
@@ -241,14 +249,19 @@ def plot(res: dict[str, Any], path: Path) -> None:
         "naive": "#f28e2b",
         "bridge": "#4e79a7",
         "bridge-rdkafka": "#59a14f",
+        "bridge-before": "#bab0ac",
+        "bridge-no-kafka": "#76b7b2",
     }
     parts = res["ingress"]["partitions"]
     panels = 4 if len(parts) > 1 else 3
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.8))
     first = next(iter(parts))
 
+    ticks = [x.replace("-", "\n") for x in names]  # "bridge\nrdkafka": labels never overlap
+
     def bars(ax: Any, values: list[float], title: str, fmt: str) -> None:
-        shown = ax.bar(names, values, color=[colors[x] for x in names])
+        shown = ax.bar(range(len(names)), values, color=[colors[x] for x in names])
+        ax.set_xticks(range(len(names)), ticks, fontsize=8)
         ax.bar_label(shown, labels=[fmt.format(v) for v in values], fontsize=8)
         ax.set_title(title, fontsize=9)
         ax.margins(y=0.15)
@@ -267,7 +280,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
                             label=f"-c{conns}", color=[colors[x] for x in names],
                             alpha=0.55 if i else 1.0)  # fmt: skip
         axes[2].bar_label(shown, labels=[f"{v:.1f}" for v in vals], fontsize=7)
-    axes[2].set_xticks(list(xs), names)
+    axes[2].set_xticks(list(xs), ticks, fontsize=8)
     axes[2].set_title(f"p99 ms (closed loop; solid -c{cfg['latency_connections']})", fontsize=9)
     axes[2].margins(y=0.15)
     if panels == 4:
@@ -287,3 +300,22 @@ def plot(res: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.bench.report RESULTS.json``: the table again, and the plot redrawn."""
+    import sys
+
+    import orjson
+
+    path = Path((argv or sys.argv[1:])[0])
+    res = orjson.loads(path.read_bytes())
+    print(table(res))
+    if res.get("ingress"):
+        plot(res, path.with_suffix(".png"))
+        print(f"plot: {path.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -398,3 +398,18 @@ def test_handover_says_who_takes_over(assignee: str | None, to: str) -> None:
     """webhooks.md: a handover's assignee is an agent e-mail, an assistant JID, or null."""
     body = {**samples.other_events()["handover"], "assignee": assignee}
     assert run(body)[1]["data"]["handover"] == {"assignee": assignee, "to": to}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b'"items":[' + b",".join([b'{"a":[1]}'] * 200) + b"]",  # 401 brackets, 3 levels deep
+        b'"text":"' + b"[{" * 100 + b'"',  # brackets inside a string are not nesting
+    ],
+)
+def test_many_brackets_but_shallow_is_an_event(extra: bytes) -> None:
+    """The bracket count only decides whether the depth is walked (README, "Topics and
+    records": deeper than 64 levels is a dead letter); a wide, shallow body is an event."""
+    body = b'{"type":"typing","to":"31612345678@whatsapp.eazy.im",' + extra + b"}"
+    record = normalize(body, TOPICS, received_at=NOW)
+    assert record.topic == "spotler.events.typing"
