@@ -33,7 +33,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -406,6 +406,49 @@ def _batch_done(waiters: list[asyncio.Future[None]], future: asyncio.Future[Any]
         settle(waiters, future.exception())
 
 
+class _Numbered(Protocol):
+    number: int
+    ended: str | None
+
+
+S = TypeVar("S", bound=_Numbered)
+
+
+class SessionKeeper(Generic[S]):
+    """What both publishers keep about their producer sessions: the working one, how many were
+    started, and the announcement of a new one that :meth:`until_new_session` waits for."""
+
+    def __init__(self) -> None:
+        self._session: S | None = None
+        self._sessions = 0  # sessions started so far: the next one's number is this + 1
+        self._started = asyncio.Event()  # set (and replaced) when a session starts
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def session(self) -> int:
+        session = self._session
+        return session.number if session is not None and session.ended is None else 0
+
+    async def until_new_session(self, seen: int, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self.session in (0, seen):
+                    await self._started.wait()  # this session's event: a later start sets it
+                return True
+        return False
+
+    def _announce(self, session: S) -> None:
+        """``session`` works: it is the one publishes go to, and waiters learn of it."""
+        self._session = session
+        self._connected = True
+        self._started.set()
+        self._started = asyncio.Event()
+
+
 class Deadlines:
     """How long callers wait, without a timer per call: one timer per distinct limit.
 
@@ -449,39 +492,19 @@ class Deadlines:
             del self._timers[timeout], self._queues[timeout]
 
 
-class KafkaPublisher:
+class KafkaPublisher(SessionKeeper[_Session]):
     """The process's Kafka producer: connect and keep a working session with :meth:`run_connect`,
     close with :meth:`close`."""
 
     def __init__(
         self, kafka: KafkaSettings, metrics: Metrics, *, max_request_size: int = 4 * 1024**2
     ) -> None:
+        super().__init__()
         self._kafka = kafka
         self._metrics = metrics
         self._max_request_size = max_request_size
-        self._session: _Session | None = None
-        self._sessions = 0  # sessions started so far: the next one's number is this + 1
-        self._started = asyncio.Event()  # set (and replaced) when a session starts
-        self._connected = False
         self._partitioner = CachedPartitioner()
         self._deadlines = Deadlines()
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    @property
-    def session(self) -> int:
-        session = self._session
-        return session.number if session is not None and session.ended is None else 0
-
-    async def until_new_session(self, seen: int, timeout: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while self.session in (0, seen):
-                    await self._started.wait()  # this session's event: a later start sets it
-                return True
-        return False
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -513,10 +536,7 @@ class KafkaPublisher:
             )
             self._sessions += 1
             session = _Session(producer, self._sessions)
-            self._session = session
-            self._connected = True
-            self._started.set()
-            self._started = asyncio.Event()
+            self._announce(session)
             log.info("kafka.connected", bootstrap=self._kafka.bootstrap_servers)
             reason = await self._watch(session)
             self._session = None
@@ -649,6 +669,10 @@ class KafkaPublisher:
                         builder, lane.topic, partition=lane.partition
                     )
                 except KafkaError as exc:  # not handed over (no slot in time, closed): no gap
+                    settle(waiters, exc)
+                    continue
+                except Exception as exc:  # a bug must not leave callers waiting for ever
+                    log.exception("kafka.lane_crashed", topic=lane.topic, partition=lane.partition)
                     settle(waiters, exc)
                     continue
                 session.track(future, loop.time())

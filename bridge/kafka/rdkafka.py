@@ -31,7 +31,13 @@ from bridge.contract.records import Record
 from bridge.core.backoff import Backoff
 from bridge.core.config import KafkaSettings
 from bridge.core.errors import PublishError, PublishTimeout, RecordRejected
-from bridge.kafka.producer import RECONNECT_MAX, Deadlines, KafkaRefused, refusal
+from bridge.kafka.producer import (
+    RECONNECT_MAX,
+    Deadlines,
+    KafkaRefused,
+    SessionKeeper,
+    refusal,
+)
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -129,39 +135,18 @@ def _resolve(batch: list[tuple[asyncio.Future[None], KafkaError | None]]) -> Non
                 future.set_exception(translate(err))
 
 
-class RdKafkaPublisher:
+class RdKafkaPublisher(SessionKeeper[_Session]):
     """The process's librdkafka producer: :meth:`run_connect` keeps a working session,
     :meth:`close` flushes and stops it. A :class:`~bridge.kafka.producer.SessionPublisher`."""
 
     def __init__(
         self, kafka: KafkaSettings, metrics: Metrics, *, max_request_size: int = 4 * 1024**2
     ) -> None:
+        super().__init__()
         self._kafka = kafka
         self._metrics = metrics
         self._conf = settings_for(kafka, max_request_size)
-        self._session: _Session | None = None
-        self._sessions = 0
-        self._started = asyncio.Event()
-        self._connected = False
         self._deadlines = Deadlines()
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    @property
-    def session(self) -> int:
-        session = self._session
-        return session.number if session is not None and session.ended is None else 0
-
-    async def until_new_session(self, seen: int, timeout: float) -> bool:
-        try:
-            async with asyncio.timeout(timeout):
-                while self.session in (0, seen):
-                    await self._started.wait()
-                return True
-        except TimeoutError:
-            return False
 
     async def _start(self) -> _Session:
         """A producer that reached the brokers (metadata answered), retried with backoff; a
@@ -190,10 +175,7 @@ class RdKafkaPublisher:
         pause = Backoff(0.2, RECONNECT_MAX)
         while True:
             session = await self._start()
-            self._session = session
-            self._connected = True
-            self._started.set()
-            self._started = asyncio.Event()
+            self._announce(session)
             bootstrap = self._kafka.bootstrap_servers
             log.info("kafka.connected", bootstrap=bootstrap, client="librdkafka")
             await session.broken.wait()
