@@ -21,6 +21,13 @@ result loop), with the same ids; :meth:`KafkaPublisher.until_new_session` tells 
 when a new session works, so it resends then rather than after its backoff. A record that was
 in flight when its session ended may still have been written: a duplicate with the same id,
 never a loss (see README, "Delivery").
+
+Group commit (issue 13): records are not sent one by one. Each partition has a lane that
+appends the records of concurrent callers to one batch and hands the batches to aiokafka in
+order (``send_batch``); one acknowledgement resolves every caller of a batch. How long a caller
+waits is kept by :class:`Deadlines` (one timer per distinct limit, not one per call).
+:func:`make_publisher` returns this publisher, or the optional librdkafka one
+(:mod:`bridge.kafka.rdkafka`, ``BRIDGE_KAFKA_CLIENT=librdkafka``).
 The broker-free fake publisher for tests is in ``tests/fakes.py``.
 """
 
