@@ -1,4 +1,4 @@
-"""Bearer-token authentication: the one check used by the webhook port and the simulator.
+"""Bearer-token authentication of the webhook port (the simulator keeps its own, as a witness).
 
 Pure: it sees a header value and the accepted secrets, never a request. The comparison is
 constant-time and runs against every accepted token, so the time taken says nothing about which

@@ -1,8 +1,9 @@
 """The simulator's API keys: a secret, a scope and the channels it may use ("API keys", "Scopes").
 
-Owns parsing ``SIMULATOR_API_KEYS``, finding the key a request carries (through the one bearer
-check, :mod:`bridge.core.auth`), and deciding whether that key may call an endpoint: its scope
-must reach the endpoint's label and the channel in the path must be among its objects
+Owns parsing ``SIMULATOR_API_KEYS``, finding the key a request carries (its own reading of the
+reference's ``Authorization: Bearer <key>``, ``rules.ASSUMPTIONS["bearer"]``: the simulator
+shares no check with the webhook port), and deciding whether that key may call an endpoint: its
+scope must reach the endpoint's label and the channel in the path must be among its objects
 (``rules.ASSUMPTIONS["scope-hierarchy"]`` and ``["objects"]``). Pure; no I/O.
 
 ``SIMULATOR_API_KEYS`` is either comma-separated plain keys (each an ``owner`` key for every
@@ -12,13 +13,13 @@ channel), or a JSON array like ``[{"key": "k", "scope": "channel", "channels": [
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from bridge.core import auth
 from bridge.core.config import Secret
 from bridge.simulator import rules
 from bridge.simulator.checks import is_jid
@@ -58,9 +59,27 @@ class ApiKey:
         }
 
 
+def bearer(header: str) -> bytes | None:
+    """The key of an ``Authorization: Bearer <key>`` value ("Authentication",
+    ``rules.ASSUMPTIONS["bearer"]``), as bytes; ``None`` for any other value."""
+    scheme, _, key = header.partition(" ")
+    key = key.lstrip(" ")
+    if scheme.lower() != "bearer" or not key or any(c.isspace() for c in key):
+        return None
+    return key.encode("utf-8", "surrogatepass")  # a surrogate compares, never matches
+
+
+def carries(header: str, secret: Secret) -> bool:
+    """Whether ``header`` carries ``secret`` (a constant-time comparison)."""
+    given = bearer(header)
+    return given is not None and hmac.compare_digest(
+        given, secret.reveal().encode("utf-8", "surrogatepass")
+    )
+
+
 def find_key(header: str, keys: tuple[ApiKey, ...]) -> ApiKey | None:
     """The key an ``Authorization`` header carries; every key is compared (constant time)."""
-    matches = [auth.authorized(header, (key.secret,)) for key in keys]
+    matches = [carries(header, key.secret) for key in keys]
     return next((key for key, hit in zip(keys, matches, strict=True) if hit), None)
 
 

@@ -10,7 +10,7 @@ and may be faulted (send-message and conversation routes only). Every failure, f
 is answered in the platform's error format; unknown routes and methods are 404/1009; an
 unexpected exception is 500/1004 and logged.
 With an admin token configured (``SIMULATOR_ADMIN_TOKEN``), ``/_sim`` requests must carry it as
-a bearer token (401/1001 otherwise), checked by :mod:`bridge.core.auth`.
+a bearer token (401/1001 otherwise), checked by :func:`bridge.simulator.keys.carries`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ import orjson
 import structlog
 from aiohttp import web
 
-from bridge.core import auth
 from bridge.simulator import checks, rules
 from bridge.simulator.api import FAULTY_ROUTES
 from bridge.simulator.catalog import REQUEST_KEY
-from bridge.simulator.keys import ApiKey, find_key
+from bridge.simulator.keys import ApiKey, carries, find_key
 from bridge.simulator.responses import STATUS_CODE, ApiProblem, new_trace_id
 from bridge.simulator.state import SETTINGS, STATE
 
@@ -58,7 +57,7 @@ def _check_access(request: web.Request, key: ApiKey) -> None:
 
 def _check_admin(request: web.Request) -> None:
     token = request.app[SETTINGS].admin_token
-    if token is not None and not auth.authorized(request.headers.get("Authorization", ""), [token]):
+    if token is not None and not carries(request.headers.get("Authorization", ""), token):
         raise ApiProblem(401, 1001, "Unauthorized: /_sim needs the admin token")
 
 

@@ -19,6 +19,11 @@ ASSUMPTIONS: Mapping[str, str] = {
         "the status its description suggests (1001 401, 1002 and 1010 403, 1009 404, 1014 409, "
         "1003 503, 1004 500, 1012 502; every other code 400)."
     ),
+    "bearer": (
+        "'Authentication' shows the key as 'Authorization: Bearer <key>' and says nothing of case "
+        "or spacing; the simulator takes the scheme in any case (as RFC 7235 does) and the key "
+        "after one or more spaces, with nothing else in the header."
+    ),
     "scope-hierarchy": (
         "'Scopes' says assistant and company are each 'same as channel including' their own "
         "endpoints, and owner 'same as company including owner related endpoints'. Read "

@@ -191,3 +191,26 @@ def test_json_key_configuration() -> None:
     )
     plain = SimulatorSettings.from_env({"SIMULATOR_API_KEYS": "sim-key"})
     assert plain.api_keys == (ApiKey(Secret("sim-key"), "owner", ()),)
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ("Bearer ow", 200),  # "Authentication": Authorization: Bearer <key>
+        ("bearer ow", 200),  # the scheme in any case (rules.ASSUMPTIONS["bearer"])
+        ("Bearer   ow", 200),  # more than one space before the key
+        ("Bearer ow extra", 401),  # nothing after the key
+        ("Basic ow", 401),
+        ("ow", 401),
+        ("Bearer", 401),
+        ("Bearer ", 401),
+        ("Bearer wo", 401),
+    ],
+)
+async def test_the_key_is_read_from_a_bearer_header(
+    keyed: SimClient, header: str, status: int
+) -> None:
+    resp = await keyed.get("/v3/keys/current", headers={"Authorization": header})
+    assert resp.status == status
+    if status == 401:
+        assert await code_of(resp) == 1001
