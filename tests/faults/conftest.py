@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import orjson
@@ -97,8 +97,28 @@ async def paced(
         await asyncio.gather(*pending)
 
 
+class Background:
+    """Load in the background of a fault test: :meth:`start` runs ``_run`` as a task until
+    :meth:`stop` (subclasses are dataclasses with ``_task`` and ``_stop`` fields)."""
+
+    _task: asyncio.Task[None] | None
+    _stop: asyncio.Event
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+
+
 @dataclass
-class Stream:
+class Stream(Background):
     """Posts webhooks like the platform, recording what was acknowledged with 200."""
 
     url: str
@@ -148,15 +168,6 @@ class Stream:
 
     async def _run(self) -> None:
         await paced(self.rate, self.concurrency, self._stop, self._post)
-
-    def start(self) -> Stream:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def stop(self) -> None:
-        self._stop.set()
-        assert self._task is not None
-        await self._task
 
 
 async def conservation(

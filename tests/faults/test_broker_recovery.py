@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bridge.contract.records import Topics
 from tests import samples
-from tests.faults.conftest import OwnKafka, metric, paced, wait_for
+from tests.faults.conftest import Background, OwnKafka, metric, paced, wait_for
 from tests.integration.procs import (
     TOKEN,
     BridgeProcess,
@@ -42,7 +42,7 @@ EVENTS = ("message", "receipt", "echo", "revoke")
 
 
 @dataclass
-class MixedStream:
+class MixedStream(Background):
     """Posts webhooks of several event types at ``rate``; remembers the ids answered 200."""
 
     url: str
@@ -80,18 +80,9 @@ class MixedStream:
     async def _run(self) -> None:
         await paced(self.rate, 32, self._stop, self._post)
 
-    def start(self) -> MixedStream:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def stop(self) -> None:
-        self._stop.set()
-        assert self._task is not None
-        await self._task
-
 
 @dataclass
-class CommandFeed:
+class CommandFeed(Background):
     """Produces ~``rate`` send-message commands/s, tagged with the current phase.
 
     The test's own producer is not idempotent (a Kafka restart cannot break its session) and
@@ -142,15 +133,6 @@ class CommandFeed:
             await asyncio.wait(pending, timeout=130) if pending else None
         finally:
             await producer.stop()
-
-    def start(self) -> CommandFeed:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def stop(self) -> None:
-        self._stop.set()
-        assert self._task is not None
-        await self._task
 
 
 def make_serve(
