@@ -6,13 +6,18 @@ limits, duplicate detection, and the answer. The memory budget and content decod
 the :class:`~bridge.ingress.store.Durable` store's; this module only decides the status: 200 once
 the record is durable, 401/413/408 for requests it refuses, 503 when nothing could take the record
 or too many bytes are in flight (the platform then retries). No unhandled exception becomes a 500.
+
+Logs: a plain success (published, or a duplicate) is a debug line; every other delivery (401, 408,
+413, 503, dead-lettered, spooled) an info line; and one ``webhook.summary`` info line per
+``summary_interval`` (10 s) with the counts per outcome and event type, the last one at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 import structlog
@@ -40,6 +45,40 @@ Store = Callable[[Record], Awaitable[str]]
 
 _RETRY_AFTER = "5"
 
+#: Outcomes logged at debug only: the delivery went where it should, nothing to look at.
+_PLAIN_SUCCESS = frozenset({"published", "duplicate"})
+
+
+class Tally:
+    """Deliveries per (outcome, event type) since the last summary line."""
+
+    __slots__ = ("counts", "since")
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self.since = time.monotonic()
+
+    def add(self, outcome: str, event_type: str) -> None:
+        key = (outcome, event_type)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def log_summary(self) -> None:
+        """One info line with the counts since the last one (none when nothing came)."""
+        counts, self.counts = self.counts, {}
+        now = time.monotonic()
+        seconds, self.since = now - self.since, now
+        if not counts:
+            return
+        outcomes: dict[str, dict[str, int]] = {}
+        for (outcome, event_type), n in sorted(counts.items()):
+            outcomes.setdefault(outcome, {})[event_type] = n
+        log.info(
+            "webhook.summary",
+            seconds=round(seconds, 1),
+            deliveries=sum(counts.values()),
+            outcomes=outcomes,
+        )
+
 
 class Intake:
     """What the webhook handler needs, in one place (one lookup per request, not nine).
@@ -49,7 +88,7 @@ class Intake:
     """
 
     __slots__ = ("budget", "channels", "inflight", "loop", "metrics", "recent", "settings",
-                 "store", "topics")  # fmt: skip
+                 "store", "tally", "topics")  # fmt: skip
 
     def __init__(
         self,
@@ -68,6 +107,7 @@ class Intake:
         self.inflight: dict[str, asyncio.Future[None]] = {}
         self.budget = Budget(settings.max_inflight_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.tally = Tally()
 
 
 INTAKE = web.AppKey("intake", Intake)
@@ -79,9 +119,11 @@ def make_webhook_app(
     metrics: Metrics,
     store: Store,
     channels: ChannelSet | None = None,
+    summary_interval: float = 10.0,
 ) -> web.Application:
     """The webhook app. ``store`` is where records go (Kafka, or Kafka with the spool);
-    ``channels`` the deployment's channel JIDs when known (they tell channel from contact)."""
+    ``channels`` the deployment's channel JIDs when known (they tell channel from contact);
+    ``summary_interval`` the seconds between two ``webhook.summary`` lines."""
     # client_max_size makes aiohttp refuse larger bodies (413) even when chunked. Bodies are
     # read as sent (auto_decompress off) and decoded here: a body that claims gzip but does not
     # decode must still reach the dead-letter topic with its raw bytes, which aiohttp discards.
@@ -93,6 +135,7 @@ def make_webhook_app(
     # Read when scraped, not set on every delivery.
     metrics.dedup_entries.set_function(intake.recent.__len__)
     app.on_startup.append(_remember_loop)
+    app.cleanup_ctx.append(_summaries(summary_interval))
     app.router.add_post("/webhooks", handle_webhook)
     return app
 
@@ -100,6 +143,30 @@ def make_webhook_app(
 async def _remember_loop(app: web.Application) -> None:
     # Looked up once: asyncio.get_running_loop() costs a getpid() system call on Python 3.11.
     app[INTAKE].loop = asyncio.get_running_loop()
+
+
+def _summaries(
+    interval: float,
+) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        tally = app[INTAKE].tally
+
+        async def every_interval() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                tally.log_summary()
+
+        task = asyncio.create_task(every_interval(), name="webhook-summary")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            tally.log_summary()  # what came since the last line, at shutdown
+
+    return ctx
 
 
 async def handle_webhook(request: web.Request) -> web.Response:
@@ -116,7 +183,11 @@ async def handle_webhook(request: web.Request) -> web.Response:
     metrics.child(
         metrics.webhook_duration, _STATUS.get(response.status) or str(response.status)
     ).observe(elapsed)
-    log.info(
+    outcome = str(fields.get("outcome", ""))
+    intake.tally.add(outcome, str(fields.get("event_type", "none")))
+    # Plain successes at debug: thousands a second are cost and personal data, not information.
+    line = log.debug if outcome in _PLAIN_SUCCESS else log.info
+    line(
         "webhook",
         status=response.status,
         duration_ms=round(elapsed * 1000, 2),

@@ -231,3 +231,31 @@ async def test_sigterm_exits_cleanly_and_readiness_flips(procs, kafka, prefix) -
     assert await bridge.stop() == 0
     assert "shutdown.requested" in bridge.logs()
     assert "kafka.producer_closed" in bridge.logs()
+
+
+async def test_info_log_shows_failures_and_a_summary_not_each_success(procs, kafka, prefix) -> None:
+    """At info (the default) a plain success writes no line of its own; a refused delivery
+    does; the summary lines, the last at shutdown, add up to every request sent (issue 24)."""
+    bridge = await start_ingress(procs, kafka, prefix)
+    url = bridge.url + "/webhooks"
+    for n in range(20):
+        assert (await post(url, orjson.dumps(samples.message_body("text", message_id=f"s{n}"))))[
+            0
+        ] == 200
+    again = orjson.dumps(samples.message_body("text", message_id="s0"))
+    assert [(await post(url, again))[1]["status"] for _ in range(2)] == ["duplicate"] * 2
+    for _ in range(3):
+        assert (await post(url, again, token="wrong-token"))[0] == 401
+    assert await bridge.stop() == 0
+
+    lines = [orjson.loads(line) for line in bridge.log_path.read_bytes().splitlines()]
+    deliveries = [line for line in lines if line.get("event") == "webhook"]
+    assert [(d["level"], d["outcome"]) for d in deliveries] == [("info", "rejected")] * 3
+    summaries = [line for line in lines if line.get("event") == "webhook.summary"]
+    assert sum(s["deliveries"] for s in summaries) == 25
+    totals: dict[str, int] = {}
+    for summary in summaries:
+        assert summary["level"] == "info"
+        for outcome, by_type in summary["outcomes"].items():
+            totals[outcome] = totals.get(outcome, 0) + sum(by_type.values())
+    assert totals == {"published": 20, "duplicate": 2, "rejected": 3}

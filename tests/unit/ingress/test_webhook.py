@@ -17,6 +17,7 @@ from bridge.core.errors import PublishTimeout
 from bridge.ingress.webhook import make_webhook_app
 from bridge.telemetry.metrics import Metrics
 from tests import samples
+from tests.integration.procs import eventually
 
 TOKENS = (Secret("old-token-0123456789"), Secret("new-token-0123456789"))
 AUTH = {"Authorization": "Bearer new-token-0123456789"}
@@ -27,6 +28,7 @@ class FakeStore:
         self.records: list[Record] = []
         self.error: BaseException | None = None
         self.delay = 0.0
+        self.answer = "published"
 
     async def __call__(self, record: Record) -> str:
         if self.delay:
@@ -34,7 +36,7 @@ class FakeStore:
         if self.error is not None:
             raise self.error
         self.records.append(record)
-        return "published"
+        return self.answer
 
 
 MakeClient = Callable[
@@ -220,7 +222,9 @@ def test_app_factory_builds_independent_apps() -> None:
 
 
 async def test_one_log_line_per_delivery_without_body_or_token(make_client: MakeClient) -> None:
-    """Message bodies are personal data and tokens are secrets: neither reaches the log."""
+    """Message bodies are personal data and tokens are secrets: neither reaches the log.
+
+    A plain success is logged at debug, a refused delivery at info (issue 24's log contract)."""
     from structlog.testing import capture_logs
 
     client, _, _ = await make_client()
@@ -231,12 +235,109 @@ async def test_one_log_line_per_delivery_without_body_or_token(make_client: Make
         await client.post(
             "/webhooks", data=b"PRIVATE-TEXT-4711", headers={"Authorization": "Bearer x"}
         )
-    assert [entry["event"] for entry in logs] == ["webhook", "webhook"]
-    assert logs[0]["outcome"] == "published"
-    assert logs[1]["outcome"] == "rejected"
+    assert [(e["event"], e["log_level"], e["outcome"]) for e in logs] == [
+        ("webhook", "debug", "published"),
+        ("webhook", "info", "rejected"),
+    ]
     text = repr(logs)
     assert "PRIVATE-TEXT-4711" not in text
     assert "new-token-0123456789" not in text
+
+
+async def test_only_plain_successes_are_debug_lines(make_client: MakeClient) -> None:
+    """Published and duplicate: debug. 401, 413, 503, dead letter, spooled: info."""
+    from structlog.testing import capture_logs
+
+    client, store, _ = await make_client()
+    raw = orjson.dumps(samples.message_body("text"))
+    with capture_logs() as logs:
+        await client.post("/webhooks", data=raw, headers=AUTH)  # published
+        await client.post("/webhooks", data=raw, headers=AUTH)  # duplicate
+        await client.post("/webhooks", data=raw)  # 401
+        await client.post("/webhooks", data=b"x" * 5000, headers=AUTH)  # 413
+        await client.post("/webhooks", data=b"not json", headers=AUTH)  # dead letter
+        store.error = PublishTimeout("kafka down")
+        await client.post("/webhooks", data=b'{"type": "typing", "n": 2}', headers=AUTH)  # 503
+    lines = [(e["log_level"], e["outcome"]) for e in logs if e["event"] == "webhook"]
+    assert lines == [
+        ("debug", "published"),
+        ("debug", "duplicate"),
+        ("info", "rejected"),
+        ("info", "rejected"),
+        ("info", "deadletter"),
+        ("info", "unavailable"),
+    ]
+
+
+async def test_spooled_delivery_is_an_info_line(make_client: MakeClient) -> None:
+    from structlog.testing import capture_logs
+
+    client, store, _ = await make_client()
+    store.answer = "spooled"
+    with capture_logs() as logs:
+        resp = await client.post("/webhooks", data=b'{"type": "typing"}', headers=AUTH)
+    assert resp.status == 200
+    assert [(e["log_level"], e["outcome"]) for e in logs if e["event"] == "webhook"] == [
+        ("info", "spooled")
+    ]
+
+
+async def test_summary_counts_every_delivery_by_outcome_and_type(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+) -> None:
+    """The summary lines add up to the requests sent, per outcome and event type; the last
+    one is written when the app stops."""
+    from structlog.testing import capture_logs
+
+    store = FakeStore()
+    settings = IngressSettings(webhook_tokens=TOKENS, max_body_bytes=4096)
+    app = make_webhook_app(settings, Topics("t"), Metrics(), store, summary_interval=3600)
+    with capture_logs() as logs:
+        client = await aiohttp_client(app)
+        for n in range(7):
+            body = orjson.dumps(samples.message_body("text", message_id=f"m{n}"))
+            await client.post("/webhooks", data=body, headers=AUTH)
+        await client.post("/webhooks", data=body, headers=AUTH)  # a duplicate of the last
+        for n in range(3):
+            await client.post(
+                "/webhooks", data=orjson.dumps({"type": "typing", "n": n}), headers=AUTH
+            )
+        for _ in range(2):
+            await client.post("/webhooks", data=b"{}")  # no token
+        assert not [e for e in logs if e["event"] == "webhook.summary"]  # not before the interval
+        await client.close()
+    summaries = [e for e in logs if e["event"] == "webhook.summary"]
+    assert len(summaries) == 1
+    assert summaries[0]["log_level"] == "info"
+    assert summaries[0]["deliveries"] == 13
+    assert summaries[0]["outcomes"] == {
+        "published": {"message": 7, "typing": 3},
+        "duplicate": {"message": 1},
+        "rejected": {"none": 2},
+    }
+
+
+async def test_summary_line_every_interval_then_counts_restart(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+) -> None:
+    from structlog.testing import capture_logs
+
+    settings = IngressSettings(webhook_tokens=TOKENS, max_body_bytes=4096)
+    app = make_webhook_app(settings, Topics("t"), Metrics(), FakeStore(), summary_interval=0.05)
+    with capture_logs() as logs:
+        client = await aiohttp_client(app)
+        await client.post("/webhooks", data=b'{"type": "typing", "n": 1}', headers=AUTH)
+
+        async def summarized() -> bool:
+            return any(e["event"] == "webhook.summary" for e in logs)
+
+        await eventually(summarized, timeout=5, what="a summary line")
+        first = next(e for e in logs if e["event"] == "webhook.summary")
+        assert first["outcomes"] == {"published": {"typing": 1}}
+        await client.post("/webhooks", data=b'{"type": "typing", "n": 2}', headers=AUTH)
+        await client.close()
+    counted = [e["deliveries"] for e in logs if e["event"] == "webhook.summary"]
+    assert sum(counted) == 2  # each delivery in exactly one summary; empty intervals log nothing
 
 
 async def test_concurrent_repeats_are_stored_once(make_client: MakeClient) -> None:
