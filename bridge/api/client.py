@@ -139,8 +139,17 @@ class SpotlerClient:
 
 
 def header_safe(value: str, limit: int = 200) -> str:
-    """``value`` for an HTTP header: printable ASCII kept, everything else percent-encoded."""
-    return quote(value, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%"))[:limit]
+    """``value`` for an HTTP header: printable ASCII kept, everything else percent-encoded, cut
+    to ``limit`` characters without splitting an escape."""
+    encoded = quote(value, safe=_HEADER_SAFE)
+    if len(encoded) <= limit:
+        return encoded
+    cut = encoded[:limit]
+    escape = cut.rfind("%", len(cut) - 2)  # a "%" in the last two places starts a cut escape
+    return cut[:escape] if escape >= 0 else cut
+
+
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 
 def _list(answer: dict[str, Any]) -> list[dict[str, Any]]:

@@ -126,7 +126,12 @@ class CommandRunner:
             await self._finish(
                 command_id, kind, None, None, 0, position, reason=f"invalid: {command.reason}"
             )
-            log.info("command", outcome="deadletter", command_id=command_id, reason=command.reason)
+            log.info(
+                "command",
+                outcome="deadletter",
+                command_id=commands.safe_id(command_id),
+                reason=command.reason,
+            )
             return "deadletter"
         previous = self._completed.get(kind, command.id)
         if previous is not None:
