@@ -338,6 +338,12 @@ class EgressSettings:
     channel_rate_limit: float = setting(
         "BRIDGE_EGRESS_CHANNEL_RATE_LIMIT", 50.0, number(0.0), "API calls per second per channel"
     )
+    retry_after_max: float = setting(
+        "BRIDGE_RETRY_AFTER_MAX",
+        300.0,
+        number(1.0, 86400.0),
+        "longest pause a Retry-After may cause (seconds); longer values are capped",
+    )
     max_age: float = setting(
         "BRIDGE_EGRESS_MAX_AGE", 24 * 3600.0, number(1.0), "older commands fail as expired"
     )

@@ -9,7 +9,9 @@ next N calls fail with ``errorStatus``/``errorCode``), then ``rate429`` (429, co
 ``Retry-After`` header of ``retryAfter`` seconds: an integer when whole, else a decimal, which
 real clients may not parse), then ``errorRate``. A ``failNext`` or ``errorRate`` fault whose
 ``errorStatus`` is 429 carries the same ``Retry-After`` header, so a one-shot 429 with a chosen
-``Retry-After`` is ``{"failNext": 1, "errorStatus": 429, "retryAfter": 2}``. With ``contacts``
+``Retry-After`` is ``{"failNext": 1, "errorStatus": 429, "retryAfter": 2}``.
+``retryAfterHeader`` is sent verbatim instead (printable ASCII, up to 200 characters): a day, an
+HTTP date, or a malformed value, as a client must expect them. With ``contacts``
 set, only calls to those contact JIDs are affected (one slow or failing conversation beside
 healthy ones).
 """
@@ -30,6 +32,7 @@ _FIELDS = {
     "errorCode": "error_code",
     "rate429": "rate_429",
     "retryAfter": "retry_after",
+    "retryAfterHeader": "retry_after_header",
     "latencyMs": "latency_ms",
     "latencyJitterMs": "latency_jitter_ms",
     "failNext": "fail_next",
@@ -45,6 +48,7 @@ class FaultConfig:
     error_code: int = 1003
     rate_429: float = 0.0
     retry_after: float = 1.0
+    retry_after_header: str | None = None  # sent verbatim instead of retry_after
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
     fail_next: int = 0
@@ -69,6 +73,13 @@ class FaultConfig:
         _number(body, "errorCode", 1001, 9999, integer=True)
         if body.get("seed") is not None:
             _number(body, "seed", -(2**63), 2**63, integer=True)
+        header = body.get("retryAfterHeader")
+        if header is not None and not (
+            isinstance(header, str)
+            and 0 < len(header) <= 200
+            and all(" " <= c <= "~" for c in header)
+        ):
+            raise validation_error("retryAfterHeader: must be printable ASCII, 1 to 200 characters")
         contacts = body.get("contacts", [])
         if not isinstance(contacts, list) or not all(isinstance(c, str) for c in contacts):
             raise validation_error("contacts: must be a list of contact JIDs")
@@ -133,6 +144,8 @@ class FaultInjector:
             raise self._error()
 
     def _retry_after(self) -> dict[str, str]:
+        if self.config.retry_after_header is not None:
+            return {"Retry-After": self.config.retry_after_header}
         seconds = self.config.retry_after
         return {"Retry-After": str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"}
 

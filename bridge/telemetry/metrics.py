@@ -230,6 +230,12 @@ class Metrics:
         self.retries = Counter(
             p + "command_retries", "Retried API calls by command type.", ["command"], registry=r
         )
+        self.retry_after_capped = Counter(
+            p + "retry_after_capped",
+            "Retry-After values from the platform longer than BRIDGE_RETRY_AFTER_MAX, honoured "
+            "only up to it.",
+            registry=r,
+        )
         self.circuit_state = Gauge(
             p + "circuit_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import email.utils
 import time
 import uuid
 from typing import Any
@@ -287,6 +288,32 @@ async def test_429_honours_retry_after(procs, kafka, prefix, sim) -> None:
     assert (
         'spotler_bridge_command_retries_total{command="send-message"} 1.0' in await egress.metrics()
     )
+
+
+@pytest.mark.parametrize(
+    ("header", "capped"),
+    [("86400", 1), ("a year ahead", 1), ("1e9", 0)],  # 1e9: malformed, counts as absent
+)
+async def test_a_huge_retry_after_is_capped(procs, kafka, prefix, sim, header, capped) -> None:
+    """Issue 25 item 2: a 429 asking for a day (or, as an HTTP date, a year) pauses the channel
+    for BRIDGE_RETRY_AFTER_MAX (2 s here), counts the capped value and logs the value received
+    once; a malformed value is absent (the 1 s floor, nothing capped)."""
+    if header == "a year ahead":
+        header = email.utils.formatdate(time.time() + 365 * 86400, usegmt=True)
+    egress = await start_egress(procs, kafka, prefix, sim, BRIDGE_RETRY_AFTER_MAX="2")
+    await sim.faults(failNext=1, errorStatus=429, retryAfterHeader=header)
+    await produce(kafka, Topics(prefix).send_message, [send("capped", contact(1))])
+    got = await results(kafka, prefix, 1, timeout=30)
+    assert got["capped"]["type"] == "im.eazy.command.succeeded"
+    assert got["capped"]["data"]["attempts"] == 2
+    requests = await sim.admin("GET", "requests")
+    assert [r["status"] for r in requests] == [429, 201]
+    assert requests[1]["time"] - requests[0]["time"] >= (1.9 if capped else 0.9)
+    metrics = await egress.metrics()
+    assert f"spotler_bridge_retry_after_capped_total {float(capped)}" in metrics
+    logged = [line for line in egress.logs().splitlines() if "egress.retry_after" in line]
+    assert len(logged) == 1, logged
+    assert header in logged[0]
 
 
 @pytest.mark.parametrize(
