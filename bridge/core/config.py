@@ -371,6 +371,12 @@ class PlatformSettings:
     channels: tuple[str, ...] = setting(
         "BRIDGE_CHANNELS", (), jid_list, "channel JIDs (else GET /channels with the API key)"
     )
+    channels_refresh_seconds: float = setting(
+        "BRIDGE_CHANNELS_REFRESH_SECONDS",
+        300.0,
+        number(1.0, 86400.0),
+        "seconds between refreshes of GET /channels (ingress, without BRIDGE_CHANNELS)",
+    )
     topic_partitions: int = setting(
         "BRIDGE_TOPIC_PARTITIONS", 6, integer(1, 10_000), "partitions of topics it creates"
     )

@@ -13,7 +13,9 @@ real clients may not parse), then ``errorRate``. A ``failNext`` or ``errorRate``
 ``retryAfterHeader`` is sent verbatim instead (printable ASCII, up to 200 characters): a day, an
 HTTP date, or a malformed value, as a client must expect them. With ``contacts``
 set, only calls to those contact JIDs are affected (one slow or failing conversation beside
-healthy ones).
+healthy ones). With ``endpoints`` set (route names of :data:`bridge.simulator.rules.ENDPOINTS`,
+e.g. ``["read_channels"]``), the faults apply to those routes instead of the message and
+conversation routes (:data:`bridge.simulator.api.FAULTY_ROUTES`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bridge.simulator.responses import CODE_STATUS, STATUS_CODE, ApiProblem, validation_error
+from bridge.simulator.rules import ENDPOINTS_BY_NAME
 
 _FIELDS = {
     "errorRate": "error_rate",
@@ -38,6 +41,7 @@ _FIELDS = {
     "failNext": "fail_next",
     "seed": "seed",
     "contacts": "contacts",
+    "endpoints": "endpoints",
 }
 
 
@@ -54,6 +58,7 @@ class FaultConfig:
     fail_next: int = 0
     seed: int | None = None
     contacts: tuple[str, ...] = ()  # only calls to these contacts fail; empty: every call
+    endpoints: tuple[str, ...] = ()  # the routes faults apply to; empty: FAULTY_ROUTES
 
     @classmethod
     def from_json(cls, body: Any) -> FaultConfig:
@@ -83,8 +88,14 @@ class FaultConfig:
         contacts = body.get("contacts", [])
         if not isinstance(contacts, list) or not all(isinstance(c, str) for c in contacts):
             raise validation_error("contacts: must be a list of contact JIDs")
+        endpoints = body.get("endpoints", [])
+        if not isinstance(endpoints, list) or not all(
+            isinstance(e, str) and e in ENDPOINTS_BY_NAME for e in endpoints
+        ):
+            raise validation_error("endpoints: must be a list of endpoint names (read_channels)")
         values = {_FIELDS[k]: v for k, v in body.items()}
         values["contacts"] = tuple(contacts)
+        values["endpoints"] = tuple(endpoints)
         # Name only a status or only a code and the other follows the reference's table.
         if "errorStatus" in body and "errorCode" not in body:
             values["error_code"] = STATUS_CODE.get(body["errorStatus"], 1004)
@@ -95,6 +106,7 @@ class FaultConfig:
     def to_json(self) -> dict[str, Any]:
         plain = asdict(self)
         plain["contacts"] = list(self.contacts)
+        plain["endpoints"] = list(self.endpoints)
         return {key: plain[attr] for key, attr in _FIELDS.items()}
 
 
@@ -124,6 +136,10 @@ class FaultInjector:
 
     def to_json(self) -> dict[str, Any]:
         return {**self.config.to_json(), "failNextRemaining": self.remaining}
+
+    def applies_to(self, route: str | None, default: frozenset[str]) -> bool:
+        """Whether faults apply to the route named ``route``."""
+        return route in (self.config.endpoints or default)
 
     async def apply(self, contact: str | None = None) -> None:
         """Sleep the configured latency, then raise :class:`ApiProblem` if this call fails."""
