@@ -15,7 +15,8 @@ the HTTP library raise. Metric labels are clamped to known sets
 
 from __future__ import annotations
 
-import email.utils
+import datetime as dt
+import re
 import time
 from typing import Any
 from urllib.parse import quote
@@ -139,8 +140,22 @@ class SpotlerClient:
 
 
 def header_safe(value: str, limit: int = 200) -> str:
-    """``value`` for an HTTP header: printable ASCII kept, everything else percent-encoded."""
-    return quote(value, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%"))[:limit]
+    """``value`` for an HTTP header: printable ASCII kept, everything else percent-encoded, cut
+    to ``limit`` characters without splitting an escape."""
+    encoded = quote(value, safe=_HEADER_SAFE)
+    if len(encoded) <= limit:
+        return encoded
+    cut = encoded[:limit]
+    escape = cut.rfind("%", len(cut) - 2)  # a "%" in the last two places starts a cut escape
+    return cut[:escape] if escape >= 0 else cut
+
+
+def _printable(value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters, anything but printable ASCII shown as ``?``."""
+    return "".join(c if " " <= c <= "~" else "?" for c in value[:limit])
+
+
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 
 def _list(answer: dict[str, Any]) -> list[dict[str, Any]]:
@@ -158,6 +173,8 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 
 def _api_error(status: int, raw: bytes, retry_after: str | None) -> ApiError:
+    """The platform's error body as an :class:`ApiError`, with ``Retry-After`` parsed and,
+    for the logs, its text as received (printable ASCII, bounded)."""
     doc = _json_object(raw)
     found = doc.get("error")
     error: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -170,20 +187,56 @@ def _api_error(status: int, raw: bytes, retry_after: str | None) -> ApiError:
         message if isinstance(message, str) else raw[:200].decode("utf-8", "replace"),
         trace_id=trace if isinstance(trace, str) else None,
         retry_after=parse_retry_after(retry_after),
+        retry_after_text=_printable(retry_after, 100) if retry_after is not None else None,
     )
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent."""
+    """Seconds from a ``Retry-After`` value (RFC 9110 §10.2.3): delay-seconds (digits; a decimal
+    fraction is tolerated) or an HTTP-date in any of its three forms (§5.6.7), never negative.
+    None when absent or malformed (a sign, an exponent, ``inf``, another zone than GMT, ...)."""
     if not value:
         return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (now if now is not None else time.time()))
+    value = value.strip(" \t")
+    if _DELAY.fullmatch(value):
+        return float(value)
+    when = _http_date(value, now if now is not None else time.time())
+    return None if when is None else max(0.0, when - (now if now is not None else time.time()))
+
+
+_DELAY = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_DAY_L = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_MON = "(?P<mon>" + "|".join(_MONTHS) + ")"
+_TIME = r"(?P<h>[0-9]{2}):(?P<mi>[0-9]{2}):(?P<s>[0-9]{2})"
+_HTTP_DATES = (
+    re.compile(rf"{_DAY}, (?P<d>[0-9]{{2}}) {_MON} (?P<y>[0-9]{{4}}) {_TIME} GMT"),  # IMF-fixdate
+    re.compile(rf"{_DAY_L}, (?P<d>[0-9]{{2}})-{_MON}-(?P<yy>[0-9]{{2}}) {_TIME} GMT"),  # rfc850
+    re.compile(rf"{_DAY} {_MON} (?P<d>[0-9]{{2}}| [0-9]) {_TIME} (?P<y>[0-9]{{4}})"),  # asctime
+)
+
+
+def _http_date(value: str, now: float) -> float | None:
+    """The Unix time of an HTTP-date, or None when ``value`` is not one."""
+    for form in _HTTP_DATES:
+        match = form.fullmatch(value)
+        if match is None:
+            continue
+        fields = match.groupdict()
+        if fields.get("y") is not None:
+            year = int(fields["y"])
+        else:  # rfc850: a year over 50 years ahead is the last past year with those digits
+            this_year = dt.datetime.fromtimestamp(now, dt.UTC).year
+            year = this_year - this_year % 100 + int(fields["yy"])
+            if year > this_year + 50:
+                year -= 100
+        try:
+            when = dt.datetime(
+                year, _MONTHS.index(fields["mon"]) + 1, int(fields["d"]),
+                int(fields["h"]), int(fields["mi"]), min(int(fields["s"]), 59), tzinfo=dt.UTC,
+            )  # fmt: skip
+        except ValueError:  # day 32, hour 25, ...
+            return None
+        return when.timestamp()
+    return None

@@ -338,6 +338,12 @@ class EgressSettings:
     channel_rate_limit: float = setting(
         "BRIDGE_EGRESS_CHANNEL_RATE_LIMIT", 50.0, number(0.0), "API calls per second per channel"
     )
+    retry_after_max: float = setting(
+        "BRIDGE_RETRY_AFTER_MAX",
+        300.0,
+        number(1.0, 86400.0),
+        "longest pause a Retry-After may cause (seconds); longer values are capped",
+    )
     max_age: float = setting(
         "BRIDGE_EGRESS_MAX_AGE", 24 * 3600.0, number(1.0), "older commands fail as expired"
     )
@@ -364,6 +370,12 @@ class PlatformSettings:
     )
     channels: tuple[str, ...] = setting(
         "BRIDGE_CHANNELS", (), jid_list, "channel JIDs (else GET /channels with the API key)"
+    )
+    channels_refresh_seconds: float = setting(
+        "BRIDGE_CHANNELS_REFRESH_SECONDS",
+        300.0,
+        number(1.0, 86400.0),
+        "seconds between refreshes of GET /channels (ingress, without BRIDGE_CHANNELS)",
     )
     topic_partitions: int = setting(
         "BRIDGE_TOPIC_PARTITIONS", 6, integer(1, 10_000), "partitions of topics it creates"

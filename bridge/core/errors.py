@@ -100,6 +100,7 @@ class ApiError(BridgeError):
         *,
         trace_id: str | None = None,
         retry_after: float | None = None,
+        retry_after_text: str | None = None,
         network: bool = False,
     ) -> None:
         self.status = status
@@ -107,6 +108,7 @@ class ApiError(BridgeError):
         self.message = message
         self.trace_id = trace_id
         self.retry_after = retry_after
+        self.retry_after_text = retry_after_text  # the Retry-After header as received, if any
         self.network = network
         self.retriable = is_retriable(status, code, network=network)
         super().__init__(f"HTTP {status} code {code}: {message}")

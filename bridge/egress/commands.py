@@ -11,6 +11,7 @@ naming the first problem. Every command ends in exactly one result record (READM
 
 from __future__ import annotations
 
+import hashlib
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from bridge.egress.validation import conversation_changes_problems, send_body_pr
 
 Kind = Literal["send-message", "update-conversation"]
 _MAX_ID = 200
+#: A result reports at most this many characters of an id (with the SHA-256 of a longer one).
+_MAX_REPORTED_ID = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +85,11 @@ def parse(raw: bytes | None, kind: Kind) -> Command:
         if not isinstance(doc, dict):
             raise InvalidCommand("CloudEvent data must be a command object")
     command_id = doc.get("id", fallback_id)
-    if not isinstance(command_id, str) or not 0 < len(command_id) <= _MAX_ID:
+    if not isinstance(command_id, str) or not command_id:
         raise InvalidCommand(f"id: required, a string of 1 to {_MAX_ID} characters")
-    if not is_clean_id(command_id):
-        raise InvalidCommand("id: must not contain control characters (tabs, line breaks, ...)")
+    problem = id_problem(command_id)
+    if problem:
+        raise InvalidCommand(problem)
     channel, contact = doc.get("channelJid"), doc.get("contactJid")
     problem = conversation_problem(channel, contact)
     if problem:
@@ -112,13 +116,37 @@ def parse(raw: bytes | None, kind: Kind) -> Command:
 
 
 def is_clean_id(value: str) -> bool:
-    """True when ``value`` has no control or format characters (Unicode categories Cc, Cf)."""
+    """True when ``value`` has no control or format characters (Unicode categories Cc, Cf, Cs)."""
     return not any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value)
 
 
+def id_problem(value: str) -> str | None:
+    """Why a (non-empty) id string cannot name a command, in words a person understands."""
+    if not is_clean_id(value):
+        return "id contains control characters"
+    if len(value) > _MAX_ID:
+        return f"id longer than {_MAX_ID} characters"
+    return None
+
+
+def safe_id(command_id: str) -> str:
+    """The command id where it goes into a result id, a subject or a log line: the id itself
+    when it is valid, else ``sha256:`` and 40 hex digits of its UTF-8 bytes, so no control
+    character and no unbounded string reaches a Kafka key, a header or a log line."""
+    if command_id and id_problem(command_id) is None:
+        return command_id
+    return "sha256:" + _sha256(command_id)[:40]
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def salvage_id(raw: bytes | None, position: Position) -> str:
-    """A command id for a record that could not be parsed: its own if readable (``data.id``
-    for a CloudEvent, else the envelope's id, as :func:`parse` reads it), else its place."""
+    """A command id for a record that could not be parsed: the id string as given, whatever it
+    holds (``data.id`` for a CloudEvent, else the envelope's id, as :func:`parse` reads it), so
+    its producer finds the result; a record without a non-empty id string is named by its
+    place."""
     try:
         doc = orjson.loads(raw or b"")
     except orjson.JSONDecodeError:
@@ -132,9 +160,9 @@ def salvage_id(raw: bytes | None, position: Position) -> str:
     for candidate in candidates:
         if candidate is None:
             continue
-        if isinstance(candidate, str) and 0 < len(candidate) <= _MAX_ID and is_clean_id(candidate):
+        if isinstance(candidate, str) and candidate:
             return candidate
-        break  # an id is there but unusable: name the record by its place instead
+        break  # an id is there but not a string: name the record by its place instead
     return f"{position.topic}/{position.partition}/{position.offset}"
 
 
@@ -153,7 +181,7 @@ def result_record(
 ) -> Record:
     """The one result of a command: succeeded with the platform's response, or failed and why."""
     data: dict[str, Any] = {
-        "commandId": command_id,
+        "commandId": command_id[:_MAX_REPORTED_ID],
         "command": kind,
         "channelJid": channel,
         "contactJid": contact,
@@ -178,16 +206,19 @@ def result_record(
         }
     if reason is not None:
         data["reason"] = reason
-    result_id = f"result/{kind}/{command_id}"
+    if len(command_id) > _MAX_REPORTED_ID:
+        data["commandIdSha256"] = _sha256(command_id)
+    name = safe_id(command_id)
+    result_id = f"result/{kind}/{name}"
     event = cloudevent(
         event_id=result_id,
         source=EGRESS_SOURCE,
         type_=COMMAND_SUCCEEDED if data["status"] == "succeeded" else COMMAND_FAILED,
         time=iso_time(time.time()),
-        subject=command_id,
+        subject=name,
         data=data,
     )
-    key = f"{channel}/{contact}".encode() if channel and contact else position.key
+    key = f"{channel}/{contact}".encode() if channel and contact else _clean_key(position.key)
     return Record(
         topic=topics.results,
         key=key,
@@ -195,6 +226,18 @@ def result_record(
         event_id=result_id,
         label=kind,
     )
+
+
+def _clean_key(key: bytes | None) -> bytes | None:
+    """The consumed key, for a result that has no conversation of its own, if it is UTF-8
+    without control characters and of a plain length; else none."""
+    if key is None or len(key) > 2 * _MAX_REPORTED_ID:
+        return None
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return key if is_clean_id(text) else None
 
 
 def deadletter_record(topics: Topics, raw: bytes | None, position: Position, reason: str) -> Record:

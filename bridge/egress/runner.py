@@ -30,6 +30,7 @@ from bridge.core.errors import ApiError, InvalidCommand, PublishError
 from bridge.egress import commands
 from bridge.egress.commands import Command, Kind, Position
 from bridge.egress.policy import CircuitBreaker, CircuitState, RateLimiter
+from bridge.egress.retry_after import RetryAfterCap
 from bridge.kafka.producer import Publisher
 from bridge.telemetry.metrics import Metrics
 
@@ -90,6 +91,7 @@ class CommandRunner:
         self._api = api
         self._stop = stop
         self._limiter = RateLimiter(settings.rate_limit, settings.channel_rate_limit)
+        self._retry_after = RetryAfterCap(settings.retry_after_max, metrics)
         self.breaker = CircuitBreaker(
             settings.circuit_failures, settings.circuit_open_seconds, on_circuit
         )
@@ -126,7 +128,12 @@ class CommandRunner:
             await self._finish(
                 command_id, kind, None, None, 0, position, reason=f"invalid: {command.reason}"
             )
-            log.info("command", outcome="deadletter", command_id=command_id, reason=command.reason)
+            log.info(
+                "command",
+                outcome="deadletter",
+                command_id=commands.safe_id(command_id),
+                reason=command.reason,
+            )
             return "deadletter"
         previous = self._completed.get(kind, command.id)
         if previous is not None:
@@ -204,14 +211,15 @@ class CommandRunner:
                     self.breaker.failure()
                 else:
                     self.breaker.neutral()
+                retry_after = self._retry_after.honoured(command.channel, exc)
                 if exc.status == 429:  # the platform's rate limit: every call to it waits
-                    pause = self._limiter.pause(command.channel, exc.retry_after)
+                    pause = self._limiter.pause(command.channel, retry_after)
                 if not exc.retriable or attempt >= self._s.max_attempts:
                     return attempt, None, exc
                 if exc.status == 429:
                     delay = pause
-                elif exc.retry_after is not None:
-                    delay = exc.retry_after
+                elif retry_after is not None:
+                    delay = retry_after
                 else:
                     delay = full_jitter(attempt, self._s.backoff_base, self._s.backoff_max)
                 if time.monotonic() + delay > deadline:

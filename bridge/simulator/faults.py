@@ -9,9 +9,13 @@ next N calls fail with ``errorStatus``/``errorCode``), then ``rate429`` (429, co
 ``Retry-After`` header of ``retryAfter`` seconds: an integer when whole, else a decimal, which
 real clients may not parse), then ``errorRate``. A ``failNext`` or ``errorRate`` fault whose
 ``errorStatus`` is 429 carries the same ``Retry-After`` header, so a one-shot 429 with a chosen
-``Retry-After`` is ``{"failNext": 1, "errorStatus": 429, "retryAfter": 2}``. With ``contacts``
+``Retry-After`` is ``{"failNext": 1, "errorStatus": 429, "retryAfter": 2}``.
+``retryAfterHeader`` is sent verbatim instead (printable ASCII, up to 200 characters): a day, an
+HTTP date, or a malformed value, as a client must expect them. With ``contacts``
 set, only calls to those contact JIDs are affected (one slow or failing conversation beside
-healthy ones).
+healthy ones). With ``endpoints`` set (route names of :data:`bridge.simulator.rules.ENDPOINTS`,
+e.g. ``["read_channels"]``), the faults apply to those routes instead of the message and
+conversation routes (:data:`bridge.simulator.api.FAULTY_ROUTES`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bridge.simulator.responses import CODE_STATUS, STATUS_CODE, ApiProblem, validation_error
+from bridge.simulator.rules import ENDPOINTS_BY_NAME
 
 _FIELDS = {
     "errorRate": "error_rate",
@@ -30,11 +35,13 @@ _FIELDS = {
     "errorCode": "error_code",
     "rate429": "rate_429",
     "retryAfter": "retry_after",
+    "retryAfterHeader": "retry_after_header",
     "latencyMs": "latency_ms",
     "latencyJitterMs": "latency_jitter_ms",
     "failNext": "fail_next",
     "seed": "seed",
     "contacts": "contacts",
+    "endpoints": "endpoints",
 }
 
 
@@ -45,11 +52,13 @@ class FaultConfig:
     error_code: int = 1003
     rate_429: float = 0.0
     retry_after: float = 1.0
+    retry_after_header: str | None = None  # sent verbatim instead of retry_after
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
     fail_next: int = 0
     seed: int | None = None
     contacts: tuple[str, ...] = ()  # only calls to these contacts fail; empty: every call
+    endpoints: tuple[str, ...] = ()  # the routes faults apply to; empty: FAULTY_ROUTES
 
     @classmethod
     def from_json(cls, body: Any) -> FaultConfig:
@@ -69,11 +78,24 @@ class FaultConfig:
         _number(body, "errorCode", 1001, 9999, integer=True)
         if body.get("seed") is not None:
             _number(body, "seed", -(2**63), 2**63, integer=True)
+        header = body.get("retryAfterHeader")
+        if header is not None and not (
+            isinstance(header, str)
+            and 0 < len(header) <= 200
+            and all(" " <= c <= "~" for c in header)
+        ):
+            raise validation_error("retryAfterHeader: must be printable ASCII, 1 to 200 characters")
         contacts = body.get("contacts", [])
         if not isinstance(contacts, list) or not all(isinstance(c, str) for c in contacts):
             raise validation_error("contacts: must be a list of contact JIDs")
+        endpoints = body.get("endpoints", [])
+        if not isinstance(endpoints, list) or not all(
+            isinstance(e, str) and e in ENDPOINTS_BY_NAME for e in endpoints
+        ):
+            raise validation_error("endpoints: must be a list of endpoint names (read_channels)")
         values = {_FIELDS[k]: v for k, v in body.items()}
         values["contacts"] = tuple(contacts)
+        values["endpoints"] = tuple(endpoints)
         # Name only a status or only a code and the other follows the reference's table.
         if "errorStatus" in body and "errorCode" not in body:
             values["error_code"] = STATUS_CODE.get(body["errorStatus"], 1004)
@@ -84,6 +106,7 @@ class FaultConfig:
     def to_json(self) -> dict[str, Any]:
         plain = asdict(self)
         plain["contacts"] = list(self.contacts)
+        plain["endpoints"] = list(self.endpoints)
         return {key: plain[attr] for key, attr in _FIELDS.items()}
 
 
@@ -114,6 +137,10 @@ class FaultInjector:
     def to_json(self) -> dict[str, Any]:
         return {**self.config.to_json(), "failNextRemaining": self.remaining}
 
+    def applies_to(self, route: str | None, default: frozenset[str]) -> bool:
+        """Whether faults apply to the route named ``route``."""
+        return route in (self.config.endpoints or default)
+
     async def apply(self, contact: str | None = None) -> None:
         """Sleep the configured latency, then raise :class:`ApiProblem` if this call fails."""
         c = self.config
@@ -133,6 +160,8 @@ class FaultInjector:
             raise self._error()
 
     def _retry_after(self) -> dict[str, str]:
+        if self.config.retry_after_header is not None:
+            return {"Retry-After": self.config.retry_after_header}
         seconds = self.config.retry_after
         return {"Retry-After": str(int(seconds)) if seconds == int(seconds) else f"{seconds:g}"}
 

@@ -86,8 +86,9 @@ async def platform_middleware(request: web.Request, handler: Handler) -> web.Str
         if key is not None:
             request[REQUEST_KEY] = key
             _check_access(request, key)
-        if api and request.match_info.route.name in FAULTY_ROUTES:
-            await request.app[STATE].faults.apply(request.match_info.get("contactJid"))
+        faults = request.app[STATE].faults
+        if api and faults.applies_to(request.match_info.route.name, FAULTY_ROUTES):
+            await faults.apply(request.match_info.get("contactJid"))
         response = await handler(request)
     except ApiProblem as exc:
         problem = exc

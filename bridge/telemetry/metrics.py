@@ -141,6 +141,25 @@ class Metrics:
             "records published divided by this is the records per batch.",
             registry=r,
         )
+        self.channel_list_refreshes = Counter(
+            p + "channel_list_refreshes",
+            "Refreshes of the channel list from GET /channels, by outcome (ok, unauthorized, "
+            "timeout, unreachable, server_error, error); a failure keeps the last list.",
+            ["outcome"],
+            registry=r,
+        )
+        self.channel_list_age = Gauge(
+            p + "channel_list_age_seconds",
+            "Seconds since the channel list was last loaded from GET /channels (since start-up "
+            "before the first success), computed at scrape time; 0 with a fixed list.",
+            registry=r,
+        )
+        self.channel_list_interval = Gauge(
+            p + "channel_list_refresh_interval_seconds",
+            "Seconds between channel list refreshes (BRIDGE_CHANNELS_REFRESH_SECONDS); "
+            "0 when the list is fixed or not used.",
+            registry=r,
+        )
         self.dedup_entries = Gauge(
             p + "dedup_entries", "Event ids remembered for duplicate detection.", registry=r
         )
@@ -230,6 +249,12 @@ class Metrics:
         self.retries = Counter(
             p + "command_retries", "Retried API calls by command type.", ["command"], registry=r
         )
+        self.retry_after_capped = Counter(
+            p + "retry_after_capped",
+            "Retry-After values from the platform longer than BRIDGE_RETRY_AFTER_MAX, honoured "
+            "only up to it.",
+            registry=r,
+        )
         self.circuit_state = Gauge(
             p + "circuit_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
@@ -288,6 +313,8 @@ class Metrics:
             self.spool_drain_attempts.labels(outcome)
         for outcome in ("deadletter", "dropped"):
             self.records_set_aside.labels(outcome)
+        for outcome in ("ok", "unauthorized", "timeout", "unreachable", "server_error", "error"):
+            self.channel_list_refreshes.labels(outcome)
         self.webhooks.labels("none", "rejected")
         for reason in ("unauthorized", "too_large", "timeout", "busy"):
             self.webhook_rejections.labels(reason)

@@ -3,7 +3,8 @@
 A real ``prometheus`` (the Debian package that scripts/tools.sh installs for promtool) scrapes
 ``bridge serve`` every second, with the target labels the Prometheus Operator adds (job,
 instance, namespace, pod, service, endpoint, container), while a scripted run goes through a
-quiet baseline, a total API outage, a period of 429s and a Kafka stop. Then every dashboard
+quiet baseline, a total API outage, a period of 429s, a Kafka stop and a failing
+GET /channels (issue 25 item 3). Then every dashboard
 expression (template variables resolved) and every alert go through Prometheus's HTTP API:
 each panel returns series, each fault fires its alert, nothing fires in the baseline. Every
 panel's result is drawn into docs/dashboard-faults.png (shown in docs/deploy.md).
@@ -173,7 +174,8 @@ def draw(results: dict[str, list[list[dict[str, Any]]]], phases: dict[str, tuple
     cols = 4
     rows = -(-len(results) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 5, rows * 2.6), squeeze=False)
-    colours = {"api outage": "tab:red", "429s": "tab:orange", "kafka stopped": "tab:purple"}
+    colours = {"api outage": "tab:red", "429s": "tab:orange", "kafka stopped": "tab:purple",
+               "channel list failing": "tab:green"}  # fmt: skip
     for ax, (title, per_target) in zip(axes.flat, results.items(), strict=False):
         for series_list in per_target:
             for series in series_list[:12]:
@@ -188,7 +190,8 @@ def draw(results: dict[str, list[list[dict[str, Any]]]], phases: dict[str, tuple
     for ax in list(axes.flat)[len(results) :]:
         ax.axis("off")
     fig.suptitle("spotler-bridge dashboard during a scripted fault run (s since start; shaded: "
-                 "red API outage, orange 429s, purple Kafka stopped)", fontsize=10)  # fmt: skip
+                 "red API outage, orange 429s, purple Kafka stopped, green GET /channels "
+                 "failing)", fontsize=10)  # fmt: skip
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(out, dpi=70)
     plt.close(fig)
@@ -202,6 +205,8 @@ async def test_dashboard_and_alerts_on_a_real_prometheus(
 ) -> None:
     sim = await start_simulator(procs)
     bridge = make_serve(procs, own_kafka, prefix, sim)
+    del bridge.env["BRIDGE_CHANNELS"]  # the channel list from GET /channels, refreshed every 1 s
+    bridge.env["BRIDGE_CHANNELS_REFRESH_SECONDS"] = "1"
     await bridge.start()
     await bridge.wait_ready(timeout=60)
     prometheus = Prometheus(tmp_path, bridge.ops_port)
@@ -231,6 +236,12 @@ async def test_dashboard_and_alerts_on_a_real_prometheus(
         await own_kafka.start()
         phases["kafka stopped"] = (began, time.time())
         await asyncio.sleep(20)
+        began = time.time()
+        await sim.faults(errorRate=1.0, errorStatus=503, endpoints=["read_channels"])
+        await asyncio.sleep(10)
+        await sim.faults()
+        phases["channel list failing"] = (began, time.time())
+        await asyncio.sleep(10)
     finally:
         await stream.stop()
         await feed.stop()
@@ -262,6 +273,7 @@ async def test_dashboard_and_alerts_on_a_real_prometheus(
         "api outage": ("SpotlerBridgeCircuitOpen", "SpotlerBridgeApiFailureRatioHigh"),
         "429s": ("SpotlerBridgeApiRateLimited",),
         "kafka stopped": ("SpotlerBridgeKafkaUnavailable",),
+        "channel list failing": ("SpotlerBridgeChannelListStale",),
     }
     slack = 30  # a few scaled minutes after the fault ends
     missing = [

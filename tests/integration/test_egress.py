@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import email.utils
 import time
 import uuid
 from typing import Any
@@ -198,6 +199,54 @@ async def test_invalid_commands_are_dead_lettered(procs, kafka, prefix, sim) -> 
     assert await sim.admin("GET", "requests") == []  # nothing invalid was ever sent
 
 
+def _printable(text: str) -> bool:
+    return all(c.isprintable() for c in text)
+
+
+async def test_every_command_with_an_id_string_gets_one_result_under_its_id(
+    procs, kafka, prefix, sim
+) -> None:
+    """Issue 25 item 1: a command whose id holds a control character (or is too long) ends in
+    one failed result whose ``data.commandId`` is the id as given and whose reason says what is
+    wrong; its result id, key, headers and the log lines hold no control character. Ids with
+    ``/`` or non-ASCII are valid and sent. Without a string id: the dead letter, named by place."""
+    egress = await start_egress(procs, kafka, prefix, sim)
+    topics = Topics(prefix)
+    invalid = {
+        "bad\u0007id": "invalid: id contains control characters",
+        "tab\tand\nnewline": "invalid: id contains control characters",
+        "bidi\u202eoverride": "invalid: id contains control characters",
+        "x" * 201: "invalid: id longer than 200 characters",
+    }
+    valid = ["order/51616/shipped", "bestelling-ü-🚀-注文"]
+    commands = [send(cid, contact(i)) for i, cid in enumerate([*invalid, *valid])]
+    no_id = {"id": 7, "channelJid": CHANNEL, "contactJid": contact(9), **MESSAGES["text"]}
+    await produce(kafka, topics.send_message, [*commands, no_id])
+    records = await consume(kafka, [topics.results], count=len(commands) + 1, settle=1.0)
+    assert len(records) == len(commands) + 1
+    got = {value(r)["data"]["commandId"]: (r, value(r)) for r in records}
+    assert set(got) >= {*invalid, *valid}
+    for cid, reason in invalid.items():
+        _, event = got[cid]
+        assert (event["type"], event["data"]["reason"]) == ("im.eazy.command.failed", reason)
+    for cid in valid:
+        assert got[cid][1]["type"] == "im.eazy.command.succeeded", got[cid][1]
+    [placed] = set(got) - {*invalid, *valid}  # the command without a string id: named by place
+    assert placed.startswith(f"{topics.send_message}/")
+    for record, event in got.values():
+        assert _printable(event["id"]), event["id"]
+        assert "\u202e" not in event["id"], event["id"]
+        assert record.key is None or _printable(record.key.decode()), record.key
+        assert all(_printable(k) and _printable(v.decode()) for k, v in record.headers)
+    letters = await consume(kafka, [topics.commands_deadletter], count=len(invalid) + 1, settle=1)
+    assert len(letters) == len(invalid) + 1
+    await egress.stop()
+    lines = egress.log_path.read_text().splitlines()
+    assert lines
+    assert all(_printable(line) for line in lines)
+    assert sum(1 for line in lines if '"outcome":"deadletter"' in line) == len(invalid) + 1
+
+
 @pytest.mark.parametrize(
     ("faults", "attempts"),
     [
@@ -239,6 +288,32 @@ async def test_429_honours_retry_after(procs, kafka, prefix, sim) -> None:
     assert (
         'spotler_bridge_command_retries_total{command="send-message"} 1.0' in await egress.metrics()
     )
+
+
+@pytest.mark.parametrize(
+    ("header", "capped"),
+    [("86400", 1), ("a year ahead", 1), ("1e9", 0)],  # 1e9: malformed, counts as absent
+)
+async def test_a_huge_retry_after_is_capped(procs, kafka, prefix, sim, header, capped) -> None:
+    """Issue 25 item 2: a 429 asking for a day (or, as an HTTP date, a year) pauses the channel
+    for BRIDGE_RETRY_AFTER_MAX (2 s here), counts the capped value and logs the value received
+    once; a malformed value is absent (the 1 s floor, nothing capped)."""
+    if header == "a year ahead":
+        header = email.utils.formatdate(time.time() + 365 * 86400, usegmt=True)
+    egress = await start_egress(procs, kafka, prefix, sim, BRIDGE_RETRY_AFTER_MAX="2")
+    await sim.faults(failNext=1, errorStatus=429, retryAfterHeader=header)
+    await produce(kafka, Topics(prefix).send_message, [send("capped", contact(1))])
+    got = await results(kafka, prefix, 1, timeout=30)
+    assert got["capped"]["type"] == "im.eazy.command.succeeded"
+    assert got["capped"]["data"]["attempts"] == 2
+    requests = await sim.admin("GET", "requests")
+    assert [r["status"] for r in requests] == [429, 201]
+    assert requests[1]["time"] - requests[0]["time"] >= (1.9 if capped else 0.9)
+    metrics = await egress.metrics()
+    assert f"spotler_bridge_retry_after_capped_total {float(capped)}" in metrics
+    logged = [line for line in egress.logs().splitlines() if "egress.retry_after" in line]
+    assert len(logged) == 1, logged
+    assert header in logged[0]
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,35 @@ async def test_an_error_rate_of_429s_carries_retry_after(sim: SimClient) -> None
     assert "Retry-After" not in resp.headers
 
 
+async def test_a_429_can_carry_any_retry_after_text(sim: SimClient) -> None:
+    """retryAfterHeader is sent verbatim instead of retryAfter (issue 25 item 2: a day, an HTTP
+    date a year ahead, a malformed value); it must be sendable as a header."""
+    for text in ("86400", "Sat, 04 Dec 2027 15:00:00 GMT", "1e9"):
+        await set_faults(sim, failNext=1, errorStatus=429, retryAfterHeader=text)
+        resp = await sim.post(SEND, json=TEXT, headers=AUTH)
+        assert (resp.status, resp.headers["Retry-After"]) == (429, text)
+    for bad in ("line\nbreak", "x" * 201, 5):
+        resp = await sim.post("/_sim/faults", json={"retryAfterHeader": bad})
+        assert resp.status == 400, bad
+
+
+async def test_faults_can_target_the_channel_list_alone(sim: SimClient) -> None:
+    """``endpoints`` names the routes a fault applies to (issue 25 item 3: GET /channels failing
+    while messages still go through); without it, only the message and conversation routes."""
+    await set_faults(sim, errorRate=1.0, errorStatus=503, endpoints=["read_channels"])
+    assert (await sim.get("/v3/channels", headers=AUTH)).status == 503
+    assert (await sim.post(SEND, json=TEXT, headers=AUTH)).status == 201
+    await set_faults(sim, failNext=1, errorStatus=401, endpoints=["read_channels"])
+    resp = await sim.get("/v3/channels", headers=AUTH)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (401, 1001)
+    assert (await sim.get("/v3/channels", headers=AUTH)).status == 200
+    await set_faults(sim, errorRate=1.0, errorStatus=503)
+    assert (await sim.get("/v3/channels", headers=AUTH)).status == 200
+    for bad in (["no_such_endpoint"], "read_channels", [1]):
+        resp = await sim.post("/_sim/faults", json={"endpoints": bad})
+        assert resp.status == 400, bad
+
+
 async def test_the_raw_path_arrival_time_and_body_digest_are_recorded(sim: SimClient) -> None:
     """A percent-encoded JID is recorded both decoded (path) and as sent (rawPath); received
     comes before time; bodySha256 is the digest of the exact bytes."""

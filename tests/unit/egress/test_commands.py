@@ -100,17 +100,12 @@ def test_kind_of_topic() -> None:
 
 
 def test_salvage_id() -> None:
-    """An unparseable command keeps its own id when readable, else its Kafka position."""
+    """An unparseable command keeps its own id string, even one too long to be valid (issue 25
+    item 1), else its Kafka position."""
     assert commands.salvage_id(b'{"id": "mine", "x": 1}', POSITION) == "mine"
+    assert commands.salvage_id(b'{"id": "' + b"x" * 201 + b'"}', POSITION) == "x" * 201
     fallback = "p.commands.send-message/3/42"
-    for body in (
-        b"not json",
-        b"[1]",
-        b'{"id": 5}',
-        b'{"id": ""}',
-        None,
-        b'{"id": "' + b"x" * 201 + b'"}',
-    ):
+    for body in (b"not json", b"[1]", b'{"id": 5}', b'{"id": ""}', None):
         assert commands.salvage_id(body, POSITION) == fallback
 
 
