@@ -87,8 +87,8 @@ def _number(raw: str, low: float, high: float | None) -> float:
         value = float(raw)
     except ValueError:
         raise ValueError(f"expected a number, got {raw!r}") from None
-    if math.isnan(value):  # NaN never satisfies a bound; say so instead of passing it on
-        raise ValueError("expected a number, got NaN")
+    if not math.isfinite(value):  # NaN never fails a bound and inf passes every lower one
+        raise ValueError(f"expected a finite number, got {raw!r}")
     return _bounded(value, low, high)
 
 

@@ -582,7 +582,14 @@ class KafkaPublisher(SessionKeeper[_Session]):
             # its own failure hook breaks on a non-transactional producer (aiokafka 0.14)
             task.remove_done_callback(sender._fail_all)
             task.cancel()  # sends nothing more
-        producer._message_accumulator.fail_all(SessionEnded(reason))
+        accumulator = producer._message_accumulator
+        queued = [b for q in accumulator._batches.values() for b in q]
+        queued += list(accumulator._pending_batches)
+        accumulator.fail_all(SessionEnded(reason))
+        for batch in queued:  # nobody waits for their drain any more: retrieved, not logged
+            drained = batch._drain_waiter
+            if drained.done() and not drained.cancelled():
+                drained.exception()
         producer._closed = True
         with contextlib.suppress(Exception):
             async with asyncio.timeout(10):
@@ -675,13 +682,14 @@ class KafkaPublisher(SessionKeeper[_Session]):
                     future = await producer.send_batch(
                         builder, lane.topic, partition=lane.partition
                     )
-                except KafkaError as exc:  # not handed over (no slot in time, closed): no gap
-                    settle(waiters, exc)
-                    continue
-                except Exception as exc:  # a bug must not leave callers waiting for ever
-                    log.exception("kafka.lane_crashed", topic=lane.topic, partition=lane.partition)
-                    settle(waiters, exc)
-                    continue
+                except Exception as exc:  # not handed over (no slot in time, closed, a bug)
+                    if not isinstance(exc, KafkaError):  # a bug must not leave callers waiting
+                        log.exception(
+                            "kafka.lane_crashed", topic=lane.topic, partition=lane.partition
+                        )
+                    batch = None
+                    self._hand_over_failed(session, lane, waiters, exc)
+                    return
                 session.track(future, loop.time())
                 future.add_done_callback(functools.partial(_batch_done, waiters))
                 self._metrics.kafka_batches.inc()
@@ -693,6 +701,18 @@ class KafkaPublisher(SessionKeeper[_Session]):
         finally:
             if lane.task is asyncio.current_task():
                 lane.task = None
+
+    @staticmethod
+    def _hand_over_failed(
+        session: _Session, lane: _Lane, waiters: list[asyncio.Future[None]], exc: BaseException
+    ) -> None:
+        """A batch was not handed over: it fails, and so does everything queued behind it in
+        the lane, and the session ends. Sending the later batches would put them in Kafka
+        before the failed one, which its caller (the spool drain) sends again (issue 26)."""
+        reason = f"a batch for {lane.topic}[{lane.partition}] not handed over: {exc!r}"
+        session.end(reason)
+        settle(waiters, exc)
+        lane.fail(SessionEnded(reason))
 
     async def close(self, flush_timeout: float = 10.0) -> None:
         """Flush what is pending (at most ``flush_timeout`` seconds: Kafka may be away) and

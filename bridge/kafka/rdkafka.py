@@ -12,8 +12,11 @@ librdkafka batches, retries and keeps its idempotent session itself (it bumps th
 failed batch, which aiokafka does not), in its own C threads, and fails a record after
 ``message.timeout.ms`` (``BRIDGE_KAFKA_DELIVERY_TIMEOUT``, the delivery bound). A *fatal* error
 makes a producer unusable: the session then ends, what it held fails, and a new producer starts,
-as with aiokafka. Delivery reports are served by one poll thread and handed to the event loop
-once per poll, not once per record.
+as with aiokafka. So does a record that fails for a reason other than Kafka refusing it (timed
+out, librdkafka's queue full): its caller sends it again, and the records published after it
+must not land before it (issue 26), so they fail with it and are sent again in order.
+Delivery reports are served by one poll thread and handed to the event loop once per poll, not
+once per record.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class _Session:
         self.loop = loop
         self.ended: str | None = None
         self.fatal: str | None = None
+        self.failed = False  # a record failed in delivery (written by the poll thread)
         self.broken = asyncio.Event()  # a fatal error, or the poll thread ended
         self.stop = threading.Event()
         self.reports: list[tuple[asyncio.Future[None], KafkaError | None]] = []
@@ -111,13 +115,30 @@ class _Session:
     def delivered(self, future: asyncio.Future[None], err: KafkaError | None, _msg: Any) -> None:
         # Runs in the poll thread, inside poll(): collected, handed over after poll returns.
         self.reports.append((future, err))
+        if err is not None and err.code() not in REFUSED_CODES and not self.failed:
+            self.end(f"delivery failed: {err.name()}: {err.str()}")
+            self.failed = True
+
+    def end(self, reason: str) -> None:
+        """A record failed, and its caller will send it again: no record published after it may
+        land before it (issue 26). ``publish`` takes no more records; the poll thread fails what
+        the producer still holds after a failed delivery (later records), or lets it finish
+        when the failed record never got in (the queue was full: it holds earlier records
+        only). Then the session ends and a new one starts."""
+        self.fatal = self.fatal or reason
 
     def _poll(self) -> None:
         try:
             while not self.stop.is_set():
                 self.producer.poll(0.1)
+                if self.failed:
+                    self.producer.purge()  # what it still holds fails, definitely
+                    self.producer.poll(0)  # serves the reports of purged records
+                if self.fatal is not None and (self.failed or len(self.producer) == 0):
+                    break
                 self.hand_over()
         finally:
+            self.hand_over()
             self.loop.call_soon_threadsafe(self.broken.set)
 
     def hand_over(self) -> None:
@@ -203,7 +224,7 @@ class RdKafkaPublisher(SessionKeeper[_Session]):
     async def publish(self, record: Record, *, timeout: float | None = None) -> None:
         """Send one record and wait for Kafka's answer (as ``KafkaPublisher.publish``)."""
         session = self._session
-        if session is None or session.ended is not None:
+        if session is None or session.ended is not None or session.fatal is not None:
             raise PublishError("no Kafka producer session (connecting)")
         started = time.perf_counter()
         outcome = "error"
@@ -217,7 +238,8 @@ class RdKafkaPublisher(SessionKeeper[_Session]):
                     headers=list(record.headers),
                     on_delivery=functools.partial(session.delivered, future),
                 )
-            except BufferError as exc:
+            except BufferError as exc:  # later records must not go before this one
+                session.end(f"librdkafka queue full: {exc}")
                 raise PublishError(f"librdkafka queue full: {exc}") from exc
             except KafkaException as exc:
                 raise translate(exc.args[0]) from exc

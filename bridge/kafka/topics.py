@@ -1,9 +1,10 @@
 """``bridge topics ensure``: the bridge's topics, created once with settings that fit.
 
 Owns the Kafka admin side of a deployment: which topics the bridge uses (:func:`wanted`), the
-settings each needs (``BRIDGE_TOPIC_PARTITIONS``, ``BRIDGE_TOPIC_REPLICATION`` and a
-``max.message.bytes`` that fits the body limit: README.md, "Topics and records"), creating the
-missing ones and reporting the existing ones that fall short. It never changes or deletes an
+settings each needs (``BRIDGE_TOPIC_PARTITIONS``, ``BRIDGE_TOPIC_REPLICATION``, a
+``max.message.bytes`` that fits the body limit and a ``min.insync.replicas`` that makes
+``acks=all`` mean more than one copy: README.md, "Topics and records"), creating the missing
+ones and reporting the existing ones that fall short. It never changes or deletes an
 existing topic: too few partitions or too small a replication are an operator's decision
 (more partitions move keys to other partitions, so conversations would lose their order).
 """
@@ -27,6 +28,13 @@ from bridge.kafka.producer import client_options
 RECORD_OVERHEAD = 64 * 1024
 
 
+def min_insync(replication: int) -> int | None:
+    """``min.insync.replicas`` for a topic with ``replication`` copies: 2 once there are 2 or
+    more (an acknowledged record is then on at least two brokers, and one broker may be down
+    without stopping writes), None (the broker's default, 1) for a single copy."""
+    return min(2, replication) if replication > 1 else None
+
+
 def record_limit(max_body_bytes: int) -> int:
     """``max.message.bytes`` a topic carrying a body needs: 2 x the body limit + 64 KiB."""
     return 2 * max_body_bytes + RECORD_OVERHEAD
@@ -34,12 +42,14 @@ def record_limit(max_body_bytes: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
-    """A topic as the bridge wants it; ``max_message_bytes`` None leaves the broker's default."""
+    """A topic as the bridge wants it; ``max_message_bytes`` and ``min_insync`` None leave the
+    broker's default."""
 
     name: str
     partitions: int
     replication: int
     max_message_bytes: int | None
+    min_insync: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +75,10 @@ def wanted(settings: Settings) -> list[TopicSpec]:
     p = settings.platform
     large = record_limit(settings.ingress.max_body_bytes)
     carrying = [*topics.all_event_topics(), topics.results, topics.commands_deadletter]
-    specs = [TopicSpec(n, p.topic_partitions, p.topic_replication, large) for n in carrying]
     commands = [topics.send_message, topics.update_conversation]
-    specs += [TopicSpec(n, p.topic_partitions, p.topic_replication, None) for n in commands]
+    rf, insync = p.topic_replication, min_insync(p.topic_replication)
+    specs = [TopicSpec(n, p.topic_partitions, rf, large, insync) for n in carrying]
+    specs += [TopicSpec(n, p.topic_partitions, rf, None, insync) for n in commands]
     return specs
 
 
@@ -82,7 +93,7 @@ async def inspect(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[Fi
     # an empty list would ask for every topic of the cluster
     metadata = await admin.describe_topics(present) if present else []
     described = {t["topic"]: t for t in metadata}
-    limits = await _max_message_bytes(admin, present)
+    configs = await _configs(admin, present)
     findings = []
     for spec in specs:
         if spec.name not in existing:
@@ -95,32 +106,43 @@ async def inspect(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[Fi
             short.append(f"partitions {len(parts)} < {spec.partitions}")
         if replication < spec.replication:
             short.append(f"replication {replication} < {spec.replication}")
-        limit = limits.get(spec.name)
+        limit = configs.get(spec.name, {}).get("max.message.bytes")
         if spec.max_message_bytes and limit is not None and limit < spec.max_message_bytes:
             short.append(f"max.message.bytes {limit} < {spec.max_message_bytes}")
-        have = f"partitions {len(parts)}, replication {replication}, max.message.bytes {limit}"
+        insync = configs.get(spec.name, {}).get("min.insync.replicas")
+        if spec.min_insync and insync is not None and insync < spec.min_insync:
+            short.append(f"min.insync.replicas {insync} < {spec.min_insync}")
+        have = (
+            f"partitions {len(parts)}, replication {replication}, max.message.bytes {limit}, "
+            f"min.insync.replicas {insync}"
+        )
         findings.append(Finding(spec.name, "short" if short else "ok", "; ".join(short) or have))
     return findings
 
 
-async def _max_message_bytes(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+async def _configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, int]]:
+    """``{topic: {"max.message.bytes": n, "min.insync.replicas": n}}`` as the brokers have
+    them (the topic's own value, or the broker default it inherits)."""
     if not names:
         return {}
-    wanted_config = {"max.message.bytes": None}
+    wanted_config = {"max.message.bytes": None, "min.insync.replicas": None}
     resources = [ConfigResource(ConfigResourceType.TOPIC, n, wanted_config) for n in names]
-    found: dict[str, int] = {}
+    found: dict[str, dict[str, int]] = {n: {} for n in names}
     for response in await admin.describe_configs(resources):
         for resource in response.to_object()["resources"]:
             for entry in resource["config_entries"]:
-                if entry["config_names"] == "max.message.bytes" and entry["config_value"]:
-                    found[resource["resource_name"]] = int(entry["config_value"])
+                if entry["config_names"] in wanted_config and entry["config_value"]:
+                    value = int(entry["config_value"])
+                    found[resource["resource_name"]][entry["config_names"]] = value
     return found
 
 
 def _describe(spec: TopicSpec) -> str:
     limit = spec.max_message_bytes or "broker default"
+    insync = spec.min_insync or "broker default"
     return (
         f"partitions {spec.partitions}, replication {spec.replication}, max.message.bytes {limit}"
+        f", min.insync.replicas {insync}"
     )
 
 
@@ -131,6 +153,8 @@ async def create(admin: AIOKafkaAdminClient, specs: Iterable[TopicSpec]) -> list
         configs: dict[str, Any] = {}
         if spec.max_message_bytes:
             configs["max.message.bytes"] = str(spec.max_message_bytes)
+        if spec.min_insync:
+            configs["min.insync.replicas"] = str(spec.min_insync)
         topic = NewTopic(spec.name, spec.partitions, spec.replication, topic_configs=configs)
         try:
             response = await admin.create_topics([topic])

@@ -75,6 +75,13 @@ async def kafka_checks(settings: Settings) -> list[Check]:
     fix = "run `bridge topics ensure`" + (
         "; a short topic needs an operator (more partitions reorder keys)" if short else ""
     )
+    insync = [f.topic for f in bad if "min.insync.replicas" in f.detail and f.action == "short"]
+    if insync:  # safe to change on a live topic; the value ensure wants is in the detail
+        wanted_insync = next(s.min_insync for s in wanted(settings) if s.min_insync)
+        fix += (
+            f"; raise min.insync.replicas with `kafka-configs.sh --alter --entity-type topics "
+            f"--entity-name <topic> --add-config min.insync.replicas={wanted_insync}`"
+        )
     return [kafka, Check("topics", False, detail, fix)]
 
 

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from bridge.api.client import SpotlerClient
 from bridge.core.config import Settings
 from bridge.core.errors import ApiError
-from bridge.runtime.webhook_plan import Masker, is_ours, plan_channel
+from bridge.runtime.webhook_plan import Masker, Step, is_ours, plan_channel
 from bridge.telemetry.metrics import Metrics
 
 
@@ -145,18 +145,25 @@ async def webhooks_sync(settings: Settings, *, dry_run: bool, prune: bool, out: 
             print(f"bridge webhooks sync: cannot list channels: {describe(exc)}", file=out)
             return 1
         for jid in jids:
+            todo: list[Step] = []
             try:
                 plan = plan_channel(jid, await client.list_webhooks(jid), url, tokens, prune=prune)
                 print(f"channel {jid}: {'changes' if plan.changes else 'up to date'}", file=out)
                 for line in [*(s.text for s in plan.steps), *plan.notes]:
                     print(f"  {line}", file=out)
-                for step in [] if dry_run else plan.steps:
+                todo = [] if dry_run else list(plan.steps)
+                while todo:  # in the plan's order: update (or create) first, delete after
+                    step = todo[0]
                     await _apply(client, jid, step.action, step.webhook_id, step.body)
                     counts[step.action] += 1
+                    todo.pop(0)
             except ApiError as exc:
                 print(f"  FAILED {describe(exc)}", file=out)
                 if exc.code == 1014:
                     print("  (another webhook of the bridge takes these events: --prune)", file=out)
+                if todo:  # a partial failure: what was done stays, the rest is named
+                    rest = ", ".join(f"{s.action} {s.webhook_id or 'webhook'}" for s in todo)
+                    print(f"  not done: {rest}", file=out)
                 failed.append(jid)
     if dry_run:
         print("dry run: nothing was changed", file=out)

@@ -12,7 +12,7 @@ the plan's text: they show as ``<token N>`` (their place in ``BRIDGE_WEBHOOK_TOK
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 #: The spotler/api-v3-reference.txt "Webhooks" → "Events" table, in its order.
@@ -131,33 +131,53 @@ def plan_channel(
         plan.steps.append(Step("create", None, body, text))
         return plan
     keeper, extras = ours[0], ours[1:]
+    deletes: list[Step] = []
     for extra in extras:
         what = f"{extra.get('id')}  url {extra.get('url')}  headers {mask.headers(extra.get('headers'))}"  # noqa: E501
         if prune:
-            plan.steps.append(Step("delete", str(extra.get("id")), {}, f"- delete  {what}"))
+            deletes.append(Step("delete", str(extra.get("id")), {}, f"- delete  {what}"))
         else:
             plan.notes.append(f"! extra   {what}  (kept; --prune deletes it)")
+    # Update first, delete after: a failed update must not leave the channel without the
+    # webhooks it has (issue 26). The platform refuses two webhooks at one URL taking the same
+    # event (1014), so the events of extras at the URL join the kept webhook after the deletes.
+    held = {e for h in extras if _same_url(h.get("url"), url) for e in h.get("events") or ()}
+    first = [e for e in WEBHOOK_EVENTS if e not in held] if deletes else list(WEBHOOK_EVENTS)
+    update = _update(keeper, url, first or None, tokens[0], mask)
+    plan.steps += [update] if update else []
+    plan.steps += deletes
+    after = {"id": keeper.get("id"), "events": first or keeper.get("events")}
+    if deletes and (rest := _update(after, None, list(WEBHOOK_EVENTS), None, mask)):
+        later = "  (after the deletes; their webhooks take these events until then)"
+        plan.steps.append(replace(rest, text=rest.text + later))
+    return plan
+
+
+def _update(
+    hook: dict[str, Any], url: str | None, events: list[str] | None, token: str | None, mask: Masker
+) -> Step | None:
+    """The update that gives ``hook`` ``url``, ``events``, the headers with ``token`` and
+    ``enabled`` (None: leave that part as it is); None when nothing changes."""
     changes: dict[str, Any] = {}
     diff: list[str] = []
-    if not _same_url(keeper.get("url"), url):
+    if url is not None and not _same_url(hook.get("url"), url):
         changes["url"] = url
-        diff.append(f"url {keeper.get('url')} → {url}")
-    have = [e for e in keeper.get("events") or [] if isinstance(e, str)]
-    if set(have) != set(WEBHOOK_EVENTS):
-        changes["events"] = list(WEBHOOK_EVENTS)
-        added = sorted(set(WEBHOOK_EVENTS) - set(have))
-        removed = sorted(set(have) - set(WEBHOOK_EVENTS))
+        diff.append(f"url {hook.get('url')} → {url}")
+    have = [e for e in hook.get("events") or [] if isinstance(e, str)]
+    if events is not None and set(have) != set(events):
+        changes["events"] = events
+        added = sorted(set(events) - set(have))
+        removed = sorted(set(have) - set(events))
         diff.append("events " + " ".join([*(f"+{e}" for e in added), *(f"-{e}" for e in removed)]))
-    headers = wanted_headers(keeper.get("headers"), tokens[0])
-    if headers != keeper.get("headers"):
-        changes["headers"] = headers
-        diff.append(f"headers {mask.headers(keeper.get('headers'))} → {mask.headers(headers)}")
-    if keeper.get("enabled") is False:
-        changes["enabled"] = True
-        diff.append("enabled false → true")
-    if changes:
-        text = f"~ update  {keeper.get('id')}  " + "; ".join(diff)
-        plan.steps.append(Step("update", str(keeper.get("id")), changes, text))
-    # Deletes first: an extra at the same URL with the same events would make the update a 1014.
-    plan.steps.sort(key=lambda s: s.action != "delete")
-    return plan
+    if token is not None:
+        headers = wanted_headers(hook.get("headers"), token)
+        if headers != hook.get("headers"):
+            changes["headers"] = headers
+            diff.append(f"headers {mask.headers(hook.get('headers'))} → {mask.headers(headers)}")
+        if hook.get("enabled") is False:
+            changes["enabled"] = True
+            diff.append("enabled false → true")
+    if not changes:
+        return None
+    text = f"~ update  {hook.get('id')}  " + "; ".join(diff)
+    return Step("update", str(hook.get("id")), changes, text)

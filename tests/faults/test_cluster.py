@@ -26,12 +26,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from bridge.contract.records import Topics
 from tests.faults.conftest import Stream, conservation, metric, wait_for
 from tests.faults.deploy import ScriptedKafka
 from tests.faults.test_egress_faults import all_results, make_egress, sent_bodies
 from tests.integration.procs import BridgeProcess, ProcessFactory, Simulator, start_simulator
+from tests.integration.test_topics import all_topics, bridge, environment
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -438,3 +440,57 @@ async def test_egress_group_protections(procs, cluster, prefix, report) -> None:
     }
     for e in group:
         assert await e.stop() == 0, e.logs()[-3000:]
+
+
+async def topic_insync(bootstrap: str, names: list[str]) -> dict[str, tuple[int, bool]]:
+    """``{topic: (min.insync.replicas, set on the topic itself)}``; not set on the topic means
+    inherited from the brokers (this cluster's default is 2, production's often 1)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        wanted = {"min.insync.replicas": None}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, n, wanted) for n in names]
+        found: dict[str, tuple[int, bool]] = {}
+        for response in await admin.describe_configs(resources):
+            for res in response.to_object()["resources"]:
+                for entry in res["config_entries"]:
+                    if entry["config_names"] == "min.insync.replicas":
+                        own = (
+                            entry.get("config_source", -1) == 1 or entry.get("is_default") is False
+                        )
+                        found[res["resource_name"]] = (int(entry["config_value"]), own)
+        return found
+    finally:
+        await admin.close()
+
+
+async def test_topics_ensure_sets_min_insync_two_and_doctor_reports_less(cluster, prefix) -> None:
+    """Issue 26, item 11: with replication 3, ``bridge topics ensure`` creates every topic with
+    min.insync.replicas=2 set on the topic (not left to the brokers' default), and an existing
+    topic with less is reported short by ensure and by ``bridge doctor``, and left alone."""
+    existing = f"{prefix}.events.message"
+    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    await admin.start()
+    try:
+        configs = {"min.insync.replicas": "1", "max.message.bytes": str(4 * 1024**2)}
+        await admin.create_topics([NewTopic(existing, 3, 3, topic_configs=configs)])
+    finally:
+        await admin.close()
+    env = environment(cluster.bootstrap, prefix, BRIDGE_TOPIC_REPLICATION="3")
+    env["BRIDGE_TOPIC_PARTITIONS"] = "3"
+    code, out = await bridge("topics", "ensure", env=env)
+    assert code == 0, out
+    assert "created 16" in out, out
+    line = next(x for x in out.splitlines() if existing in x)
+    assert line.startswith("short"), out
+    assert "min.insync.replicas 1 < 2" in line, out
+    found = await topic_insync(cluster.bootstrap, sorted(all_topics(prefix)))
+    assert found.pop(existing) == (1, True)  # reported, left alone
+    assert len(found) == 16
+    assert set(found.values()) == {(2, True)}, found
+    code, out = await bridge("doctor", env=env)
+    topics_line = next(x for x in out.splitlines() if x.split()[1:2] == ["topics"])
+    assert topics_line.startswith("FAIL"), out
+    assert "min.insync.replicas 1 < 2" in topics_line, out
+    fix = out.split(topics_line, 1)[1].splitlines()[1]
+    assert "--add-config min.insync.replicas=2" in fix, out

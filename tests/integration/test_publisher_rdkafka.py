@@ -114,3 +114,46 @@ async def test_no_session_before_connecting_and_after_close(kafka, prefix) -> No
         assert connected.session > 0
     assert not connected.connected
     assert connected.session == 0
+
+
+async def test_a_key_keeps_its_order_when_a_record_fails_and_is_resent(kafka, prefix) -> None:
+    """Issue 26, item 5: a record that fails (here: librdkafka's queue is full, a small queue
+    makes it real) is resent by its caller, as the spool drain does; the records of its key
+    published after it must not land before it: they fail with it, and the caller resends them
+    in order once a new session works."""
+    topic = f"{prefix}.events.message"
+    await make_topic(kafka, topic, 1)
+    settings = KafkaSettings(bootstrap_servers=kafka, client="librdkafka")
+    publisher = RdKafkaPublisher(settings, Metrics())
+    publisher._conf["queue.buffering.max.messages"] = 40  # a full queue after 40 records
+    task = asyncio.create_task(publisher.run_connect())
+    todo = [rec(topic, "k", b"%d" % n) for n in range(400)]
+    failures = 0
+    try:
+        async with asyncio.timeout(90):
+            while todo:  # the spool drain's loop: what failed is sent again, in order
+                seen = publisher.session
+                if not seen:
+                    await publisher.until_new_session(0, 5)
+                    continue
+                calls = []
+                for n, r in enumerate(todo):  # callers come a few at a time, as webhooks do
+                    calls.append(asyncio.create_task(publisher.publish(r)))
+                    if n % 10 == 9:
+                        await asyncio.sleep(0.002)  # the pace of the callers
+                results = await asyncio.gather(*calls, return_exceptions=True)
+                for result in results:
+                    assert result is None or isinstance(result, PublishError), result
+                todo = [r for r, res in zip(todo, results, strict=True) if res is not None]
+                failures += bool(todo)
+                if todo:
+                    await publisher.until_new_session(seen, 5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await publisher.close()
+    assert failures, "the small queue made no record fail"
+    records = await consume(kafka, [topic], count=400, timeout=30, settle=1)
+    first_seen = list(dict.fromkeys(int(r.value) for r in records))  # resends: duplicates
+    assert first_seen == list(range(400))

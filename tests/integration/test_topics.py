@@ -158,3 +158,30 @@ async def test_first_start_after_ensure_logs_no_missing_topic(kafka, prefix, pro
     logs = bridge_proc.logs()
     assert "not found in cluster metadata" not in logs
     assert "UnknownTopicOrPartition" not in logs
+
+
+async def test_min_insync_replicas_below_two_is_short_once_replication_is_two(
+    kafka, prefix
+) -> None:
+    """Issue 26, item 11, on the single test broker (a dry run: replication 2 cannot be
+    created here; tests/faults/test_cluster.py creates with replication 3): with replication
+    2 or more ensure wants min.insync.replicas 2 on every topic, and an existing topic with
+    less is reported short."""
+    name = f"{prefix}.events.message"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name, 2, 1, topic_configs={"min.insync.replicas": "1"})]
+        )
+    finally:
+        await admin.close()
+    env = environment(kafka, prefix, BRIDGE_TOPIC_REPLICATION="2")
+    code, out = await bridge("topics", "ensure", "--dry-run", env=env)
+    assert code == 0, out
+    line = next(x for x in out.splitlines() if name in x)
+    assert line.startswith("short"), out
+    assert "min.insync.replicas 1 < 2" in line, out
+    creates = [x for x in out.splitlines() if x.startswith("create")]
+    assert len(creates) == 16, out
+    assert all(x.endswith("min.insync.replicas 2") for x in creates), out

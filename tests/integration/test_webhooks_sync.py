@@ -7,9 +7,13 @@ reference's "Webhooks" section: exactly one webhook at BRIDGE_PUBLIC_URL, every 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import orjson
+from aiohttp import web
 
 from tests.integration.lifecycle_env import (
     KEY_CHANNEL,
@@ -21,11 +25,13 @@ from tests.integration.lifecycle_env import (
     B,
     C,
     add_hook,
+    api,
     bridge,
     env,
     hooks,
     simulator,
 )
+from tests.integration.procs import Simulator, free_port
 
 
 def synced(hook: dict[str, Any], token: str = NEW) -> bool:
@@ -174,3 +180,75 @@ async def test_channels_table_and_json(procs) -> None:
     code, out = await bridge("channels", env=env(sim, BRIDGE_SPOTLER_API_KEY="wrong-key-000"))
     assert code == 1
     assert "1001" in out
+
+
+@contextlib.asynccontextmanager
+async def failing_updates(sim: Simulator) -> AsyncIterator[str]:
+    """A real HTTP server in front of the simulator's API that answers every webhook update
+    (PATCH) with 503 in the reference's error format and passes everything else through; the
+    API URL to give the bridge. (The simulator's own faults apply to message and conversation
+    calls only.)"""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.method == "PATCH" and "/webhooks/" in request.path:
+            body = {"error": {"code": 1012, "message": "Service unavailable"}, "traceId": "0"}
+            return web.json_response(body, status=503)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host",)}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(
+                request.method,
+                sim.url + request.path_qs,
+                data=await request.read(),
+                headers=headers,
+            ) as resp,
+        ):
+            return web.Response(
+                status=resp.status, body=await resp.read(), content_type=resp.content_type
+            )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield sim.api_url.replace(sim.url, f"http://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+
+
+async def test_prune_keeps_the_working_webhook_when_the_update_fails(procs) -> None:
+    """Issue 26, item 10: the webhook sync keeps (ours, with the first token) is disabled; the
+    only working one is an extra (enabled, the second token, the other events). --prune must
+    update the kept one first and delete after: when the update fails, the working webhook is
+    still there, and the run says what it did not do and exits 1. Without the fault, the same
+    run leaves exactly one synced webhook."""
+    sim = await simulator(procs)
+    keeper = await add_hook(
+        sim, A, url=PUBLIC, events=["message"], headers={"Authorization": f"Bearer {NEW}"}
+    )
+    await api(sim, "PATCH", f"/channels/{A}/webhooks/{keeper['id']}", {"enabled": False})
+    working = await add_hook(
+        sim, A, url=PUBLIC, events=sorted(REFERENCE_EVENTS - {"message"}),
+        headers={"Authorization": f"Bearer {OLD}"},
+    )  # fmt: skip
+    settings = env(sim, BRIDGE_CHANNELS=A, BRIDGE_WEBHOOK_TOKENS=f"{NEW},{OLD}")
+    before = await hooks(sim, A)
+
+    async with failing_updates(sim) as api_url:
+        faulty = {**settings, "BRIDGE_SPOTLER_API_URL": api_url}
+        code, out = await bridge("webhooks", "sync", "--prune", env=faulty)
+    assert code == 1, out
+    assert f"failed for 1 channel(s): {A}" in out, out
+    assert "not done" in out, out
+    no_token_in(out)
+    assert await hooks(sim, A) == before  # the working webhook is still there, unchanged
+
+    code, out = await bridge("webhooks", "sync", "--prune", env=settings)
+    assert code == 0, out
+    (kept,) = await hooks(sim, A)
+    assert kept["id"] == keeper["id"]
+    assert synced(kept)
+    assert f"- delete  {working['id']}" in out, out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import fields, is_dataclass
 
 import orjson
 import pytest
@@ -180,3 +181,37 @@ async def test_log_lines_of_one_loop_turn_are_written_together() -> None:
     assert Counting.writes == 1
     sink.error(b'{"boom": 1}')  # errors are written at once
     assert stream.getvalue().endswith(b'{"boom": 1}\n')
+
+
+def float_settings() -> list[str]:
+    """Every setting whose value is a float (timeouts, rates, ages), by its variable name."""
+    defaults = Settings.from_env({})
+    names: list[str] = []
+    for section in fields(defaults):
+        value = getattr(defaults, section.name)
+        pairs = [(f, getattr(value, f.name)) for f in fields(value)] if is_dataclass(value) else []
+        pairs = pairs or [(section, value)]
+        names += [f.metadata["env"] for f, v in pairs if isinstance(v, float)]
+    return names
+
+
+def test_every_float_setting_is_found() -> None:
+    assert {
+        "BRIDGE_PUBLISH_TIMEOUT",
+        "BRIDGE_SHUTDOWN_TIMEOUT",
+        "BRIDGE_SPOTLER_API_TIMEOUT",
+    } <= set(float_settings())
+
+
+@pytest.mark.parametrize("value", ["inf", "Infinity", "+inf", "1e999", "nan", "-nan"])
+@pytest.mark.parametrize("name", float_settings())
+def test_a_float_setting_refuses_infinity_and_nan_naming_the_variable(
+    name: str, value: str
+) -> None:
+    """Issue 26, item 11: ``inf`` passes every lower bound, so a timeout of ``inf`` waited for
+    ever; it is refused like NaN, with a message naming the variable."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: value})
+    problems = [p for p in info.value.problems if p.startswith(name)]
+    assert problems, info.value.problems
+    assert "finite" in problems[0], problems[0]

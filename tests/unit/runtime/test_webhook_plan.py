@@ -32,8 +32,8 @@ def test_no_token_in_the_plan_text() -> None:
     text = "\n".join([*(s.text for s in plan.steps), *plan.notes])
     for secret in (NEW, OLD, STRANGER, "dXNlcjpwYXNz"):
         assert secret not in text
-    assert [s.action for s in plan.steps] == ["delete", "update"]
-    update = plan.steps[1]
+    assert [s.action for s in plan.steps] == ["update", "delete"]  # update first (issue 26)
+    update = plan.steps[0]
     assert update.webhook_id == "1"
     assert update.body["headers"] == {"Authorization": f"Bearer {NEW}"}
     assert update.body["enabled"] is True
@@ -45,3 +45,22 @@ def test_a_synced_channel_has_an_empty_plan() -> None:
         "headers": {"Authorization": f"Bearer {NEW}"},
     }  # fmt: skip
     assert not plan_channel("c@whatsapp.eazy.im", [hook], URL, [NEW], prune=True).changes
+
+
+def test_prune_updates_first_and_adds_the_events_of_extras_at_the_url_after_deleting_them() -> None:
+    """Issue 26, item 10: the kept webhook is updated before any delete, so a failed update
+    leaves every webhook there; events an extra at the same URL still takes (the platform
+    refuses a second webhook for them, 1014) join the kept one after the delete."""
+    others = sorted(REFERENCE_EVENTS - {"message"})
+    hooks: list[dict[str, Any]] = [
+        {"id": "1", "url": URL, "events": ["message"], "enabled": False,
+         "headers": {"Authorization": f"Bearer {NEW}"}},
+        {"id": "2", "url": URL, "events": others, "enabled": True,
+         "headers": {"Authorization": f"Bearer {OLD}"}},
+    ]  # fmt: skip
+    plan = plan_channel("c@whatsapp.eazy.im", hooks, URL, [NEW, OLD], prune=True)
+    assert [(s.action, s.webhook_id) for s in plan.steps] == [
+        ("update", "1"), ("delete", "2"), ("update", "1"),
+    ]  # fmt: skip
+    assert plan.steps[0].body == {"enabled": True}
+    assert set(plan.steps[2].body["events"]) == REFERENCE_EVENTS
