@@ -222,6 +222,18 @@ else
         "$TOOLS_PY" -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' deploy/docker-compose.yml
 fi
 
+# --- 8. AsyncAPI document -------------------------------------------------------------------
+# docs/asyncapi.yaml is generated from the JSON Schemas (`bridge contract asyncapi`); the official
+# parser (scripts/tools.sh installs it, pinned) must find no error or warning in it.
+check "asyncapi: @asyncapi/parser validates docs/asyncapi.yaml" \
+    node scripts/asyncapi/validate.cjs "$ROOT/.tools/asyncapi" docs/asyncapi.yaml
+if [[ -x "$ROOT/.venv/bin/python" ]]; then
+    asyncapi_current() { "$ROOT/.venv/bin/python" -m bridge contract asyncapi | diff -u docs/asyncapi.yaml -; }
+    check "docs/asyncapi.yaml equals \`bridge contract asyncapi\`" asyncapi_current
+else
+    skip "docs/asyncapi.yaml is current" "no .venv with the bridge package"
+fi
+
 # --- summary --------------------------------------------------------------------------------
 echo
 echo "check-deploy summary"
