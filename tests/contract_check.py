@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from bridge.contract.catalog import TOPICS, Topic, find_topic, topic_schema
 
@@ -27,8 +28,11 @@ def validator(suffix: str) -> Draft202012Validator:
 
 
 def problems(spec: Topic, doc: Any) -> list[str]:
-    """Every violation of ``spec``'s schema in ``doc``, as ``<JSON path>: <message>``."""
-    errors = sorted(validator(spec.suffix).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    """Every violation of ``spec``'s schema in ``doc``, as ``<JSON path>: <message>``; where no
+    alternative of a ``oneOf`` fits, the most relevant failure inside it (jsonschema's
+    ``best_match``), so the path names the field at fault."""
+    errors = [best_match([e]) for e in validator(spec.suffix).iter_errors(doc)]
+    errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
     return [f"{e.json_path}: {e.message[:300]}" for e in errors]
 
 
