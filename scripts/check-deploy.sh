@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # the check functions are called indirectly, through check()
 # Check every deploy artefact offline: Helm chart, rendered manifests, alert rules, dashboard,
-# Dockerfile, Compose file, and that the dashboard/alerts use only exported metrics.
+# Dockerfile, Compose file, that the dashboard/alerts use only exported metrics, and the AsyncAPI
+# document of the topics (docs/asyncapi.yaml).
 #
 #   bash scripts/check-deploy.sh            # installs the pinned tools first (scripts/tools.sh)
 #   SKIP_TOOLS=1 bash scripts/check-deploy.sh

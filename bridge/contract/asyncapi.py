@@ -86,7 +86,11 @@ def _message(spec: Topic, examples: list[Any]) -> dict[str, Any]:
         "payload": _payload(spec),
         "bindings": {
             "kafka": {
-                "key": {"type": "string", "description": spec.key},
+                "key": (
+                    {"type": "null", "description": "no key"}
+                    if spec.key == "none"
+                    else {"type": "string", "description": spec.key}
+                ),
                 "bindingVersion": KAFKA_BINDING,
             }
         },
