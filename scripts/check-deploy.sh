@@ -229,7 +229,7 @@ fi
 check "asyncapi: @asyncapi/parser validates docs/asyncapi.yaml" \
     node scripts/asyncapi/validate.cjs "$ROOT/.tools/asyncapi" docs/asyncapi.yaml
 if [[ -x "$ROOT/.venv/bin/python" ]]; then
-    asyncapi_current() { "$ROOT/.venv/bin/python" -m bridge contract asyncapi | diff -u docs/asyncapi.yaml -; }
+    asyncapi_current() { PYTHONPATH="$ROOT" "$ROOT/.venv/bin/python" -m bridge contract asyncapi | diff -u docs/asyncapi.yaml -; }
     check "docs/asyncapi.yaml equals \`bridge contract asyncapi\`" asyncapi_current
 else
     skip "docs/asyncapi.yaml is current" "no .venv with the bridge package"
