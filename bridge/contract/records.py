@@ -35,6 +35,34 @@ COMMAND_FAILED = "im.eazy.command.failed"
 INGRESS_SOURCE = "/spotler-bridge/ingress"
 EGRESS_SOURCE = "/spotler-bridge/egress"
 
+#: Where the JSON Schemas of the values live (``bridge/contract/schemas/``, ``bridge contract``).
+SCHEMA_BASE = "https://spotler-bridge/schemas/"
+#: The major version of each schema: raised only by a change that breaks consumers
+#: (docs/contract.md, "Versions"). A schema's ``$id`` and the ``dataschema`` of its records name it.
+SCHEMA_VERSIONS = {
+    "event": 1,
+    "deadletter": 1,
+    "send-message": 1,
+    "update-conversation": 1,
+    "result": 1,
+    "command-deadletter": 1,
+}
+
+
+def schema_id(name: str) -> str:
+    """The versioned ``$id`` of a schema: ``<base>v<major>/<name>.schema.json``."""
+    return f"{SCHEMA_BASE}v{SCHEMA_VERSIONS[name]}/{name}.schema.json"
+
+
+#: ``dataschema`` per CloudEvent type the bridge writes.
+_DATASCHEMAS = {
+    **{WEBHOOK_TYPE_PREFIX + t: schema_id("event") for t in (*EVENT_TYPES, "unknown")},
+    WEBHOOK_TYPE_PREFIX + "deadletter": schema_id("deadletter"),
+    COMMAND_SUCCEEDED: schema_id("result"),
+    COMMAND_FAILED: schema_id("result"),
+    "im.eazy.command.deadletter": schema_id("command-deadletter"),
+}
+
 #: Kafka headers on every CloudEvents record (structured mode).
 RECORD_HEADERS: tuple[tuple[str, bytes], ...] = (("content-type", CLOUDEVENTS_CONTENT_TYPE),)
 
@@ -119,7 +147,8 @@ def cloudevent(
     data: Any,
     subject: str | None = None,
 ) -> dict[str, Any]:
-    """A CloudEvents 1.0 envelope in JSON structured mode."""
+    """A CloudEvents 1.0 envelope in JSON structured mode; ``dataschema`` names the versioned
+    schema of the type's records."""
     event: dict[str, Any] = {
         "specversion": "1.0",
         "id": event_id,
@@ -130,6 +159,9 @@ def cloudevent(
         event["subject"] = subject
     event["time"] = time
     event["datacontenttype"] = "application/json"
+    dataschema = _DATASCHEMAS.get(type_)
+    if dataschema is not None:
+        event["dataschema"] = dataschema
     event["data"] = data
     return event
 

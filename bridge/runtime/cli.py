@@ -1,5 +1,6 @@
 """Command line: ``bridge serve|ingress|egress|simulator|config|tail|produce`` and the
-platform lifecycle: ``bridge channels``, ``webhooks sync|list``, ``topics ensure``, ``doctor``.
+platform lifecycle: ``bridge channels``, ``webhooks sync|list``, ``topics ensure``, ``doctor``;
+``bridge contract schemas|asyncapi`` prints the topics' contract.
 
 Reads the environment once into :class:`~bridge.core.config.Settings`, configures logging, and hands
 over to the composition root. An invalid configuration exits with status 2 and a message naming
@@ -34,6 +35,7 @@ COMMANDS = {
     "webhooks": "sync: register BRIDGE_PUBLIC_URL as every channel's webhook; list: show them",
     "topics": "ensure: create the bridge's topics; report those that fall short",
     "doctor": "check Kafka, topics, the API key and scope, channels, webhooks, the public URL",
+    "contract": "print or write (--out DIR) the topics' JSON Schemas or the AsyncAPI document",
 }
 
 
@@ -58,7 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "topics":
             command.add_argument("action", choices=("ensure",))
             command.add_argument("--dry-run", action="store_true", help="print the plan only")
+        if name == "contract":
+            command.add_argument("what", choices=("schemas", "asyncapi"))
+            command.add_argument("--out", metavar="DIR", help="write the files into DIR")
     args = parser.parse_args(argv)
+
+    if args.command == "contract":  # needs no configuration
+        from bridge.runtime.contract_files import contract
+
+        return contract(args.what, args.out)
 
     if args.command == "simulator":
         from bridge.simulator import SimulatorSettings, run_simulator

@@ -16,6 +16,8 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from tests.contract_check import check_record
+
 
 async def eventually(
     predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0, what: str = "condition"
@@ -178,7 +180,8 @@ async def consume(
 
     With ``settle`` > 0 it keeps reading that long after reaching ``count``, so that a record
     that should NOT be there has a chance to show up. ``client``: more aiokafka options
-    (security).
+    (security). Every record of the contract's topics is checked against its topic's JSON
+    Schema (tests/contract_check.py): a violation fails the test.
     """
     consumer = AIOKafkaConsumer(
         *topics,
@@ -196,6 +199,8 @@ async def consume(
         while loop.time() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             for part in batch.values():
+                for record in part:
+                    check_record(record)
                 records.extend(part)
             if len(records) >= count:
                 if settle <= 0:
@@ -208,7 +213,9 @@ async def consume(
 
 
 def value(record: ConsumerRecord[bytes, bytes]) -> Any:
+    """The decoded JSON value, checked against its topic's schema first."""
     assert record.value is not None
+    check_record(record)
     return orjson.loads(record.value)
 
 

@@ -9,6 +9,8 @@ import sys
 import orjson
 import pytest
 
+from tests.contract_check import check_value
+
 pytestmark = pytest.mark.kafka
 
 
@@ -53,6 +55,7 @@ async def test_produce_then_tail(kafka, prefix) -> None:
     )
     assert code == 0, err
     line = orjson.loads(out.splitlines()[0])
+    check_value(f"{prefix}.commands.send-message", orjson.dumps(line["value"]))
     assert line["value"] == command
     assert line["key"] == "31612345678@whatsapp.eazy.im/31611111111@whatsapp.eazy.im"
     code, _, err = await run(["produce", "send-message"], env, b"{not json\n")
