@@ -1,7 +1,8 @@
 """The spool: a local write-ahead log that keeps ingress answering 200 while Kafka is away.
 
-Owns the files under ``BRIDGE_SPOOL_DIR`` (the frame format is :mod:`bridge.ingress.frames`'s).
-Records are appended to numbered segment files (``00000000000000000001.wal``...). Concurrent
+Owns writing to and draining one spool directory (its files, numbers and marks are
+:mod:`bridge.ingress.segments`'s, the frame format :mod:`bridge.ingress.frames`'s). Records are
+appended to numbered segment files (``00000000000000000001.wal``...). Concurrent
 appends share one ``write`` and one ``fsync`` (group commit); :meth:`Spool.append` returns only
 after the fsync. A drain task publishes the frames to Kafka in order, remembers how far it got in
 a small ``.drained`` file beside each segment, and deletes a segment once every record in it was
@@ -29,7 +30,6 @@ import os
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -38,7 +38,13 @@ from bridge.contract.records import Record
 from bridge.core.backoff import Backoff
 from bridge.core.config import SpoolSettings
 from bridge.core.errors import PublishError, RecordRejected, SpoolError
+from bridge.ingress import segments
 from bridge.ingress.frames import MAGIC, decode, encode, scan
+from bridge.ingress.segments import DiskFault as _DiskFault
+from bridge.ingress.segments import Segment as _Segment
+from bridge.ingress.segments import write_all as _write_all
+from bridge.ingress.segments import write_file as _write_file
+from bridge.ingress.segments import write_mark as _write_mark
 from bridge.ingress.setaside import set_aside
 from bridge.kafka.producer import Publisher, SessionPublisher
 from bridge.telemetry.metrics import Metrics
@@ -47,32 +53,12 @@ __all__ = ["MAGIC", "Spool", "decode", "encode", "scan"]
 
 log = structlog.get_logger(__name__)
 
-_SUFFIX = ".wal"
 #: A fully drained active segment at least this large is sealed so that its space is freed.
 ROLL_DRAINED_BYTES = 1024 * 1024
 #: Times Kafka may refuse a spooled record for good before it is set aside.
 REJECT_LIMIT = 3
 #: While the disk fails, appends fail at once and the disk is tried again this often.
 DISK_RETRY_SECONDS = 1.0
-
-
-class _DiskFault(Exception):
-    def __init__(self, op: str, exc: OSError) -> None:
-        self.op = op
-        super().__init__(f"{op}: {exc}")
-
-
-@dataclass
-class _Segment:
-    seq: int
-    path: Path
-    size: int  # durable bytes (fsync'd)
-    drained: int  # bytes already acknowledged by Kafka
-    sealed: bool
-
-    @property
-    def mark(self) -> Path:
-        return self.path.with_suffix(".drained")
 
 
 class Spool:
@@ -86,6 +72,7 @@ class Spool:
         self._stall_seconds = settings.stall_seconds
         self._metrics = metrics
         self._segments: list[_Segment] = []
+        self._last = 0  # the highest segment number given out
         self._fd: int | None = None
         self._closed = True
         self._io = asyncio.Lock()  # the active segment's file: writes and rolls
@@ -162,12 +149,16 @@ class Spool:
         segment is tried again on the next write.
         """
         self._dir.mkdir(parents=True, exist_ok=True)
-        for path in sorted(self._dir.glob("*" + _SUFFIX)):
-            try:
-                seq = int(path.stem)
-            except ValueError:
-                continue
-            self._recover(seq, path)
+        found = segments.recover(self._dir)
+        if found.corruptions:
+            self._metrics.spool_corruptions.inc(found.corruptions)
+        for fault in found.faults:  # a file that could not be deleted is kept: only counted
+            if fault.op == "delete":
+                self._metrics.child(self._metrics.spool_disk_errors, "delete").inc()
+            else:
+                self._disk_fault(fault)
+        self._segments, self.pending, self._oldest = found.segments, found.pending, found.oldest
+        self._last = found.last
         self._closed = False
         self._progress_at = time.monotonic()
         try:
@@ -178,32 +169,6 @@ class Spool:
         if self.pending:
             log.warning("spool.recovered", records=self.pending, segments=len(self._segments))
 
-    def _recover(self, seq: int, path: Path) -> None:
-        data = path.read_bytes()
-        frames, valid, corruptions = scan(data)
-        if corruptions:
-            self._metrics.spool_corruptions.inc(corruptions)
-            log.error("spool.corruption", segment=path.name, found=corruptions,
-                      kept_frames=len(frames), cut_bytes=len(data) - valid)  # fmt: skip
-            if valid < len(data):
-                try:
-                    with path.open("r+b") as f:
-                        f.truncate(valid)
-                        os.fsync(f.fileno())
-                except OSError as exc:  # the scan cuts the tail again next time
-                    self._disk_fault(_DiskFault("write", exc))
-        drained = min(valid, _read_mark(path.with_suffix(".drained")))
-        segment = _Segment(seq, path, valid, drained, True)
-        left = [(end, payload) for end, payload in frames if end > segment.drained]
-        if not left:
-            self._delete(segment)
-            return
-        if self._oldest is None:
-            with contextlib.suppress(ValueError, struct.error, UnicodeDecodeError):
-                self._oldest = decode(left[0][1])[1]
-        self._segments.append(segment)
-        self.pending += len(left)
-
     def _roll(self) -> None:
         """Seal the current segment and start the next; _DiskFault if the new one fails."""
         if self._fd is not None:
@@ -211,19 +176,9 @@ class Spool:
             self._segments[-1].sealed = True
             with contextlib.suppress(OSError):
                 os.close(fd)
-        seq = self._segments[-1].seq + 1 if self._segments else 1
-        path = self._dir / f"{seq:020d}{_SUFFIX}"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        except OSError as exc:
-            raise _DiskFault("segment", exc) from exc
-        try:
-            _fsync_dir(self._dir)
-        except OSError as exc:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise _DiskFault("segment", exc) from exc
+        seq = max(self._last, self._segments[-1].seq if self._segments else 0) + 1
+        fd, path = segments.create(self._dir, seq)
+        self._last = seq
         self._segments.append(_Segment(seq, path, 0, 0, False))
         self._fd = fd
 
@@ -517,15 +472,9 @@ class Spool:
     def _collect(self) -> None:
         """Delete sealed segments that were drained completely."""
         for segment in [s for s in self._segments if s.sealed and s.drained >= s.size]:
-            self._delete(segment)
+            if not segments.delete(segment):  # kept with its mark; deleted at the next start
+                self._metrics.child(self._metrics.spool_disk_errors, "delete").inc()
             self._segments.remove(segment)
-
-    def _delete(self, segment: _Segment) -> None:
-        for path in (segment.path, segment.mark):
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as exc:
-                log.error("spool.delete_failed", file=path.name, error=str(exc))
 
     # -- monitoring ------------------------------------------------------------------------
 
@@ -568,52 +517,3 @@ class Spool:
                 path.unlink(missing_ok=True)
             return False
         return True
-
-
-def _write_all(fd: int | None, data: bytes) -> None:
-    """Write and fsync (in a worker thread: the event loop never waits on the disk)."""
-    if fd is None:
-        raise _DiskFault("write", OSError("spool is closed"))
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view) :]
-    except OSError as exc:
-        raise _DiskFault("write", exc) from exc
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        raise _DiskFault("fsync", exc) from exc
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _read_mark(path: Path) -> int:
-    try:
-        return max(0, int(path.read_text().strip() or 0))
-    except (OSError, ValueError):
-        return 0
-
-
-def _write_mark(path: Path, offset: int) -> None:
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(str(offset))
-        tmp.replace(path)  # atomic; not fsync'd: a lost mark only means records sent again
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

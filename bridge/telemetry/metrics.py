@@ -170,7 +170,7 @@ class Metrics:
         self.spool_disk_errors = Counter(
             p + "spool_disk_errors",
             "Spool disk operations that failed (ENOSPC, EIO), by operation "
-            "(write, fsync, segment, read, mark).",
+            "(write, fsync, segment, read, mark, delete).",
             ["op"],
             registry=r,
         )
@@ -282,7 +282,7 @@ class Metrics:
                 self.webhooks.labels(event, outcome)
         for event in (*EVENT_TYPES, "unknown", "deadletter"):
             self.webhooks.labels(event, "deadletter")
-        for op in ("write", "fsync", "segment", "read", "mark"):
+        for op in ("write", "fsync", "segment", "read", "mark", "delete"):
             self.spool_disk_errors.labels(op)
         for outcome in ("ok", "failed"):
             self.spool_drain_attempts.labels(outcome)

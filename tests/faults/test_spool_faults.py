@@ -52,7 +52,7 @@ async def test_full_disk_answers_503_survives_sigkill_and_drains(
     assert bridge.proc is not None
     assert bridge.proc.returncode is None  # a full disk never ends the process
     errors = (await bridge.metrics()).count('spool_disk_errors_total{op="')
-    assert errors == 5
+    assert errors == 6  # one series per operation, each present from the start
     await bridge.kill()  # SIGKILL while the disk is full
     await bridge.start()
     await own_kafka.start()

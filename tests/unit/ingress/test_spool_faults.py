@@ -13,6 +13,7 @@ import orjson
 
 from bridge.contract.records import Record
 from bridge.core.errors import PublishError, RecordRejected, SpoolError
+from bridge.ingress import segments
 from bridge.ingress import spool as spool_module
 from bridge.ingress.spool import REJECT_LIMIT, ROLL_DRAINED_BYTES, Spool
 from bridge.ingress.store import Durable
@@ -60,10 +61,10 @@ async def test_fsync_failure_answers_503_keeps_tasks_and_recovers(
     """EIO on fsync: the appends fail, the writer lives, the state shows on a gauge and one
     log line, and the disk is used again once it works."""
     spool = running.spool
-    real = spool_module._write_all
+    real = segments.write_all
 
     def broken(fd: int | None, data: bytes) -> None:
-        raise spool_module._DiskFault("fsync", OSError(errno.EIO, "I/O error"))
+        raise segments.DiskFault("fsync", OSError(errno.EIO, "I/O error"))
 
     await spool.append(record(0))
     monkeypatch.setattr(spool_module, "_write_all", broken)
