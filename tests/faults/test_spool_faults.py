@@ -145,3 +145,40 @@ async def test_oversized_record_is_set_aside_live_and_after_restart(
     assert 'spotler_bridge_records_set_aside_total{outcome="deadletter"} 1.0' in text
     assert await bridge.stop() == 0
     report["oversized-record"] = {"seconds_to_drain_after_restart": round(waited, 1)}
+
+
+@pytest.mark.timeout(300)
+async def test_leftover_marks_never_hide_acknowledged_records(
+    procs, own_kafka: OwnKafka, prefix, tmp_path: Path, report
+) -> None:
+    """Issue 26.1 with a real process: marks left by a SIGKILL or power loss between the two
+    unlinks of a deleted segment (or an EIO on the mark's unlink) lie in the spool; Kafka stops,
+    10 deliveries are answered 200 from the spool, SIGKILL, restart with Kafka back: all 10 are
+    in Kafka (before the fix the new segment took number 1 and its leftover mark: 0 published)."""
+    spool_dir = tmp_path / "marks-spool"
+    spool_dir.mkdir()
+    for seq in range(1, 65):
+        (spool_dir / f"{seq:020d}.drained").write_text("999999999")
+    bridge = make_ingress(procs, own_kafka, prefix, BRIDGE_SPOOL_DIR=str(spool_dir))
+    await bridge.start()
+    await bridge.wait_ready()
+    await own_kafka.stop()
+    acked: set[str] = set()
+    for n in range(10):
+        raw = orjson.dumps(samples.message_body("text", contact=f"3165555{n:04d}@whatsapp.eazy.im"))
+        status, answer = await post(bridge.url + "/webhooks", raw)
+        assert (status, answer["status"]) == (200, "spooled")
+        acked.add(answer["id"])
+    await bridge.kill()
+    await own_kafka.start()
+    await bridge.start()
+    await bridge.wait_ready(timeout=90)
+    waited = await wait_for(lambda: spool_empty(bridge), timeout=90)
+    records = await consume(
+        own_kafka.bootstrap, [f"{prefix}.events.message"], count=10, timeout=60, settle=1.0
+    )
+    assert {value(r)["id"] for r in records} == acked
+    assert not list(spool_dir.glob("*.drained"))  # no mark outlives its segment
+    assert await bridge.stop() == 0
+    report["leftover-marks"] = {"acknowledged": len(acked), "published": len(records),
+                                "seconds_to_drain": round(waited, 1)}  # fmt: skip
