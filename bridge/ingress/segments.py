@@ -50,6 +50,7 @@ class Segment:
     size: int  # durable bytes (fsync'd)
     drained: int  # bytes already acknowledged by Kafka
     sealed: bool
+    left: int = 0  # records written and not yet acknowledged (or found unreadable)
 
     @property
     def mark(self) -> Path:
@@ -134,6 +135,7 @@ def _recover_segment(found: Recovered, segment: Segment, delete_drained: bool) -
     if found.oldest is None:
         with contextlib.suppress(ValueError, struct.error, UnicodeDecodeError):
             found.oldest = decode(left[0])[1]
+    segment.left = len(left)
     found.segments.append(segment)
     found.pending += len(left)
 

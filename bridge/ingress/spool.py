@@ -39,7 +39,7 @@ from bridge.core.backoff import Backoff
 from bridge.core.config import SpoolSettings
 from bridge.core.errors import PublishError, RecordRejected, SpoolError
 from bridge.ingress import segments
-from bridge.ingress.frames import MAGIC, decode, encode, scan
+from bridge.ingress.frames import HEADER, MAGIC, MAX_PAYLOAD, decode, encode, scan
 from bridge.ingress.segments import DiskFault as _DiskFault
 from bridge.ingress.segments import Segment as _Segment
 from bridge.ingress.segments import write_all as _write_all
@@ -49,7 +49,7 @@ from bridge.ingress.setaside import set_aside
 from bridge.kafka.producer import Publisher, SessionPublisher
 from bridge.telemetry.metrics import Metrics
 
-__all__ = ["MAGIC", "Spool", "decode", "encode", "scan"]
+__all__ = ["MAGIC", "FrameTooLarge", "Spool", "decode", "encode", "scan"]
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +59,14 @@ ROLL_DRAINED_BYTES = 1024 * 1024
 REJECT_LIMIT = 3
 #: While the disk fails, appends fail at once and the disk is tried again this often.
 DISK_RETRY_SECONDS = 1.0
+
+
+class FrameTooLarge(SpoolError):
+    """A record over the spool's frame limit: never written, so never acknowledged."""
+
+
+#: Why a frame over the limit found on disk (written by an older version) is set aside.
+OVERSIZED = f"larger than the spool's frame limit ({MAX_PAYLOAD} bytes), not sent"
 
 
 class Spool:
@@ -198,6 +206,8 @@ class Spool:
         if not self._disk_ok and time.monotonic() - self._refused_at < DISK_RETRY_SECONDS:
             raise SpoolError(f"spool disk failing ({self._refusing})")
         frame = encode(record, time.time())
+        if len(frame) - HEADER > MAX_PAYLOAD:  # the reader would not take it back
+            raise FrameTooLarge(f"record of {len(frame)} bytes is over the spool frame limit")
         if self.bytes + len(frame) > self._max_bytes:
             self._refuse("full")
             raise SpoolError(f"spool full ({self._max_bytes} bytes)")
@@ -216,7 +226,7 @@ class Spool:
                 batch, self._queue = self._queue, []
                 data = b"".join(frame for frame, _ in batch)
                 async with self._io:
-                    fault = await self._write(data)
+                    fault = await self._write(data, len(batch))
                 self._queued_bytes -= len(data)
                 if fault is not None:
                     self._disk_fault(fault)
@@ -238,7 +248,7 @@ class Spool:
                 self._changed.set()
                 self._gauges()
 
-    async def _write(self, data: builtins.bytes) -> _DiskFault | None:
+    async def _write(self, data: builtins.bytes, count: int) -> _DiskFault | None:
         """Append ``data`` to the active segment (holding ``_io``), or say what failed.
 
         A failed write or fsync is cut back off the file and the segment is sealed at its last
@@ -262,6 +272,7 @@ class Spool:
                 self._collect()
             return fault
         segment.size += len(data)
+        segment.left += count
         if segment.size >= self._segment_bytes:
             try:
                 await asyncio.to_thread(self._roll)
@@ -286,12 +297,13 @@ class Spool:
     @staticmethod
     def _read_batch(
         segment: _Segment, limit: int
-    ) -> tuple[list[tuple[int, Record, float]], int, int]:
+    ) -> tuple[list[tuple[int, Record, float, bool]], int, int]:
         """Up to ``limit`` records after the drained mark, reading only as much of the file as
         they need (1 MiB, doubled while no whole frame fits). Runs in a worker thread.
 
-        Returns the records (end offset, record, spooled at), how many frames could not be
-        decoded, and the offset the drained mark may move to once the records are in Kafka.
+        Returns the records (end offset, record, spooled at, over the frame limit), how many
+        frames could not be decoded, and the offset the drained mark may move to once the
+        records are in Kafka.
         """
         remaining = segment.size - segment.drained
         size = min(remaining, 1024 * 1024)
@@ -305,7 +317,7 @@ class Spool:
                 size = min(remaining, size * 2)
         if not frames:  # nothing valid left in this segment
             return [], 0, segment.size
-        records: list[tuple[int, Record, float]] = []
+        records: list[tuple[int, Record, float, bool]] = []
         bad = 0
         for end, payload in frames[:limit]:
             try:
@@ -313,7 +325,8 @@ class Spool:
             except (ValueError, struct.error, UnicodeDecodeError):
                 bad += 1  # passed its checksum yet does not decode: a bug, not a disk fault
                 continue
-            records.append((segment.drained + end, record, spooled_at))
+            oversized = len(payload) > MAX_PAYLOAD
+            records.append((segment.drained + end, record, spooled_at, oversized))
         return records, bad, segment.drained + frames[:limit][-1][0]
 
     async def run_drain(
@@ -343,10 +356,16 @@ class Spool:
             if bad:
                 self._metrics.spool_corruptions.inc(bad)
                 self.pending -= bad
+                segment.left -= bad
                 log.error("spool.undecodable_frames", segment=segment.path.name, count=bad)
             if chunk:
                 self._oldest = chunk[0][2]
-            todo = [(segment.seq, end, record) for end, record, _ in chunk]
+            for end, record, _, oversized in chunk:
+                if oversized:  # written by a version without the bound: its dead letter only
+                    self._refused[(segment.seq, end)] = OVERSIZED
+                    log.error("spool.frame_over_limit", segment=segment.path.name,
+                              event_id=record.event_id, size=len(record.value))  # fmt: skip
+            todo = [(segment.seq, end, record) for end, record, _, _ in chunk]
             while todo:
                 seen = publisher.session
                 todo = await self._publish(publisher, todo, timeout)
@@ -358,12 +377,24 @@ class Spool:
             segment.drained = upto
             self._save_mark(segment)
             self.pending -= len(chunk)
+            segment.left -= len(chunk)
+            self._skipped(segment)
             self._progress_at = time.monotonic()
             self._metrics.spool_drained.inc(len(chunk))
             self._oldest = None if not self.pending else self._oldest
             await self._free_space()
             self._changed.set()
             self._gauges()
+
+    def _skipped(self, segment: _Segment) -> None:
+        """Records of a segment read to its end that were neither sent nor undecodable: frames
+        damaged after start-up, skipped by the read. Counted, and no longer pending."""
+        if segment.drained < segment.size or segment.left <= 0:
+            return
+        self._metrics.spool_corruptions.inc(segment.left)
+        log.error("spool.frames_skipped", segment=segment.path.name, count=segment.left)
+        self.pending -= segment.left
+        segment.left = 0
 
     async def _publish(
         self, publisher: Publisher, todo: list[tuple[int, int, Record]], timeout: float | None
@@ -378,7 +409,7 @@ class Spool:
         for item, result in zip(todo, results, strict=True):
             key = item[:2]
             if result is None:
-                if self._rejections:
+                if self._rejections or self._refused:
                     self._rejections.pop(key, None)
                     self._refused.pop(key, None)
                 continue
