@@ -73,8 +73,9 @@ class Spool:
     """The write-ahead log: :meth:`open`, then run :meth:`run_writer`, :meth:`run_drain` and
     :meth:`run_monitor`."""
 
-    def __init__(self, settings: SpoolSettings, metrics: Metrics) -> None:
+    def __init__(self, settings: SpoolSettings, metrics: Metrics, *, gauges: bool = True) -> None:
         self._dir = Path(settings.dir)
+        self._gauges_on = gauges  # False for a spool being adopted: the gauges are the owner's
         self._max_bytes = settings.max_bytes
         self._segment_bytes = settings.segment_bytes
         self._stall_seconds = settings.stall_seconds
@@ -105,6 +106,10 @@ class Spool:
     # -- state -----------------------------------------------------------------------------
 
     @property
+    def directory(self) -> str:
+        return str(self._dir)
+
+    @property
     def bytes(self) -> int:
         return sum(s.size for s in self._segments) + self._queued_bytes
 
@@ -127,6 +132,8 @@ class Spool:
         return self._refusing is None or self._refusing == "full"
 
     def _gauges(self) -> None:
+        if not self._gauges_on:
+            return
         self._metrics.spool_records.set(self.pending)
         self._metrics.spool_bytes.set(sum(s.size for s in self._segments))
         age = time.time() - self._oldest if self._oldest is not None and self.pending else 0.0
@@ -150,8 +157,9 @@ class Spool:
 
     # -- open / recovery -------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Recover what a previous process left and start a fresh segment for writing.
+    def open(self, *, write: bool = True) -> None:
+        """Recover what a previous process left and start a fresh segment for writing (unless
+        ``write`` is False: a spool being adopted is only drained).
 
         A disk that refuses the new segment does not stop start-up: appends fail (503) and the
         segment is tried again on the next write.
@@ -167,10 +175,11 @@ class Spool:
                 self._disk_fault(fault)
         self._segments, self.pending, self._oldest = found.segments, found.pending, found.oldest
         self._last = found.last
-        self._closed = False
+        self._closed = not write
         self._progress_at = time.monotonic()
         try:
-            self._roll()
+            if write:
+                self._roll()
         except _DiskFault as exc:
             self._disk_fault(exc)
         self._gauges()

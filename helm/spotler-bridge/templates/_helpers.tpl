@@ -168,6 +168,10 @@ spec:
         {{- if eq $component "ingress" }}
         - name: BRIDGE_SPOOL_DIR
           value: {{ $w.spool.mountPath | quote }}
+        - name: BRIDGE_INSTANCE
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
         {{- if $v.secrets.webhookTokens.name }}
         - name: BRIDGE_WEBHOOK_TOKENS
           valueFrom:
