@@ -13,6 +13,7 @@ import orjson
 
 from bridge.contract.records import Record
 from bridge.core.errors import PublishError, RecordRejected, SpoolError
+from bridge.ingress import drain as drain_module
 from bridge.ingress import segments
 from bridge.ingress import spool as spool_module
 from bridge.ingress.spool import REJECT_LIMIT, ROLL_DRAINED_BYTES, Spool
@@ -99,7 +100,7 @@ async def test_mark_that_cannot_be_written_never_stops_the_drain(
     def full(path: Path, offset: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(spool_module, "_write_mark", full)
+    monkeypatch.setattr(drain_module, "write_mark", full)
     await asyncio.gather(*(running.spool.append(record(i)) for i in range(10)))
     publisher = InMemoryPublisher()
     running.drain_to(publisher)
