@@ -140,6 +140,36 @@ def _recover_segment(found: Recovered, segment: Segment, delete_drained: bool) -
     found.pending += len(left)
 
 
+@dataclass
+class Summary:
+    """What a spool directory holds, read without changing anything (``bridge spool status``)."""
+
+    records: int = 0  # records not yet acknowledged by Kafka
+    bytes: int = 0  # bytes of segment files
+    oldest: float | None = None  # when the oldest of those records was spooled
+    damaged: int = 0  # damaged frames and torn tails
+
+
+def inspect(directory: Path) -> Summary:
+    """Count what ``directory`` holds, as :func:`recover` would find it, changing nothing."""
+    found = Summary()
+    for path in sorted(directory.glob("*" + SUFFIX)):
+        if number(path) is None:
+            continue
+        data = path.read_bytes()
+        frames, _, damaged = scan(data)
+        found.bytes += len(data)
+        found.damaged += damaged
+        mark = read_mark(path.with_suffix(MARK))
+        mark = mark if mark in {end for end, _ in frames} else 0
+        left = [payload for end, payload in frames if end > mark]
+        found.records += len(left)
+        if left and found.oldest is None:
+            with contextlib.suppress(ValueError, struct.error, UnicodeDecodeError):
+                found.oldest = decode(left[0])[1]
+    return found
+
+
 def delete(segment: Segment) -> bool:
     """Delete ``segment``: its mark first, then the file (kept if the mark stays)."""
     for path in (segment.mark, segment.path):
