@@ -95,21 +95,33 @@ def owner_alive(directory: Path) -> bool | None:
     return False
 
 
-async def claim(root: Path, instance: str, *, retry: float = 1.0) -> tuple[Path, int]:
+async def claim(
+    root: Path, instance: str, *, retry: float = 1.0, attempts: int | None = None
+) -> tuple[Path, int]:
     """Create and lock this process's own directory under ``root``; wait while an adopter still
-    drains a directory of the same name (a pod back under its old name)."""
+    drains a directory of the same name (a pod back under its old name). A volume that refuses
+    (read-only, full, a file in the directory's place) is logged once and tried again; after
+    ``attempts`` tries the last OSError is raised."""
     own = root / instance
-    waiting = False
+    reported: str | None = None
+    tries = 0
     while True:
+        tries += 1
         try:
             await asyncio.to_thread(own.mkdir, parents=True, exist_ok=True)
             return own, await asyncio.to_thread(lock, own, create=True)
         except Busy:
-            if not waiting:
+            if reported != "busy":
                 log.warning("spool.waiting_for_adopter", dir=str(own))
-                waiting = True
+                reported = "busy"
         except FileNotFoundError:  # removed by its adopter between mkdir and open: again
             pass
+        except OSError as exc:
+            if reported != "unusable":
+                log.error("spool.dir_unusable", dir=str(own), error=str(exc))
+                reported = "unusable"
+            if attempts is not None and tries >= attempts:
+                raise
         await asyncio.sleep(retry)
 
 
@@ -212,10 +224,9 @@ class Adopter:
     ) -> bool:
         self._found_at.setdefault(str(directory), time.monotonic())
         spool = Spool(replace(self._settings, dir=str(directory)), self._metrics, gauges=False)
-        try:
-            await asyncio.to_thread(spool.open, write=False)
-        except OSError as exc:
-            self._skip(directory, "unreadable", exc)
+        await asyncio.to_thread(spool.open, write=False)
+        if not spool.recovered:  # logged by the spool; counted here once
+            self._skip(directory, "unreadable")
             return False
         records = spool.pending
         log.warning("spool.adopting", dir=directory.name, records=records, old_layout=legacy)

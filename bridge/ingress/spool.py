@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -82,6 +83,8 @@ class Spool(Drain):
         self._metrics = metrics
         self._segments: list[_Segment] = []
         self._last = 0  # the highest segment number given out
+        self.recovered = False  # the directory was read (segments may be created)
+        self.locked = True  # this process holds the directory's lock (see adoption.claim)
         self._fd: int | None = None
         self._closed = True
         self._io = asyncio.Lock()  # the active segment's file: writes and rolls
@@ -162,21 +165,13 @@ class Spool(Drain):
         ``write`` is False: a spool being adopted is only drained).
 
         A disk that refuses the new segment does not stop start-up: appends fail (503) and the
-        segment is tried again on the next write.
+        segment is tried again on the next write. Neither does a directory that cannot be
+        created or read (a read-only or full volume, a file in its place): appends fail until
+        the disk probe succeeds and the directory is recovered then.
         """
-        self._dir.mkdir(parents=True, exist_ok=True)
-        found = segments.recover(self._dir)
-        if found.corruptions:
-            self._metrics.spool_corruptions.inc(found.corruptions)
-        for fault in found.faults:  # a file that could not be deleted is kept: only counted
-            if fault.op == "delete":
-                self._metrics.child(self._metrics.spool_disk_errors, "delete").inc()
-            else:
-                self._disk_fault(fault)
-        self._segments, self.pending, self._oldest = found.segments, found.pending, found.oldest
-        self._last = found.last
         self._closed = not write
         self._progress_at = time.monotonic()
+        self._recover()
         try:
             if write:
                 self._roll()
@@ -186,8 +181,31 @@ class Spool(Drain):
         if self.pending:
             log.warning("spool.recovered", records=self.pending, segments=len(self._segments))
 
+    def _recover(self) -> None:
+        """Read what the directory holds; until this succeeds no segment is created (a number
+        could be reused otherwise)."""
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            found = segments.recover(self._dir)
+        except OSError as exc:
+            self._disk_fault(_DiskFault("segment", exc))
+            return
+        self.recovered = True
+        if found.corruptions:
+            self._metrics.spool_corruptions.inc(found.corruptions)
+        for fault in found.faults:  # a file that could not be deleted is kept: only counted
+            if fault.op == "delete":
+                self._metrics.child(self._metrics.spool_disk_errors, "delete").inc()
+            else:
+                self._disk_fault(fault)
+        self._segments, self.pending, self._oldest = found.segments, found.pending, found.oldest
+        self._last = found.last
+
     def _roll(self) -> None:
         """Seal the current segment and start the next; _DiskFault if the new one fails."""
+        if not (self.recovered and self.locked):
+            why = "not recovered yet" if not self.recovered else "not locked yet"
+            raise _DiskFault("segment", OSError(errno.ENOLCK, f"spool directory {why}"))
         if self._fd is not None:
             fd, self._fd = self._fd, None
             self._segments[-1].sealed = True
@@ -324,6 +342,11 @@ class Spool(Drain):
             recovered = self.empty or self.bytes < self._max_bytes * 0.9
         else:
             recovered = self._refusing is not None and self._probe()
+        if recovered and not self.recovered and not self._closed:
+            self._recover()
+            recovered = self.recovered
+        if recovered and not self.locked:  # the lock comes first (bridge.runtime.app)
+            recovered = False
         if recovered:
             self._accepting()
         self._gauges()
@@ -334,6 +357,7 @@ class Spool(Drain):
             return False
         path = self._dir / ".probe"
         try:
+            self._dir.mkdir(parents=True, exist_ok=True)
             _write_file(path, b"\0" * 4096)
             path.unlink()
         except OSError:

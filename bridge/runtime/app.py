@@ -117,7 +117,18 @@ def _spool_ctx(
     @contextlib.asynccontextmanager
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         own = Path(spool.directory)
-        _, lock_fd = await claim(own.parent, own.name)  # held for the process's life
+        held: list[int] = []  # the lock's descriptor, held for the process's life
+        lock_task: asyncio.Task[None] | None = None  # taking it later (not a health task: it ends)
+
+        async def take_lock() -> None:
+            held.append((await claim(own.parent, own.name))[1])
+            spool.locked = True
+
+        try:  # a few tries at start; a volume that refuses does not stop ingress
+            held.append((await claim(own.parent, own.name, retry=0.2, attempts=3))[1])
+        except OSError:
+            spool.locked = False  # appends get 503 until the lock is taken
+            lock_task = asyncio.create_task(take_lock(), name="spool-lock")
         await asyncio.to_thread(spool.open)  # recovers what a previous process left
         adopt = asyncio.create_task(adopter.run(publisher), name="spool-adopt")
         health.tasks["spool-adopt"] = adopt
@@ -142,7 +153,10 @@ def _spool_ctx(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             spool.close()
-            unlock(lock_fd)
+            if lock_task is not None:
+                lock_task.cancel()
+            for fd in held:
+                unlock(fd)
             log.info("spool.closed", records_left=spool.pending)
 
     return ctx

@@ -354,3 +354,57 @@ async def test_spool_drain_refuses_a_live_owners_directory_and_drains_an_orphan(
     code, out = await bridge_cli("spool", "status", "--json", env=env)
     assert {row["instance"]: row["records"] for row in orjson.loads(out)}.get("live", 0) == 0
     report["spool-drain-cli"] = {"refused_live": True, "drained": len(records)}
+
+
+@pytest.mark.timeout(300)
+async def test_bad_input_under_the_root_is_skipped_and_a_refusing_volume_never_ends_ingress(
+    procs, own_kafka: OwnKafka, prefix, tmp_path: Path, report
+) -> None:
+    """Issue 21, bad input: foreign files and directories, a symlink and a file where a spool
+    directory should be lie under the root; the instance's own directory is a file (a volume
+    that refuses, as a read-only or full one would). Ingress starts, publishes while Kafka is
+    up, answers 503 rather than 200 when it cannot spool, logs each entry once, counts it,
+    deletes none of them, and spools again once its directory works."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "notes.txt").write_text("someone's")
+    (root / "has space").mkdir()
+    (root / "link").symlink_to(root / "notes.txt")
+    (root / "me").write_text("a file where the spool directory should be")
+    bridge = instance(procs, own_kafka, prefix, root, "me")
+    await bridge.start()
+    await bridge.wait_ready(timeout=60)
+    url = bridge.url + "/webhooks"
+    raw = orjson.dumps(samples.message_body("text", contact="31690000001@whatsapp.eazy.im"))
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with http.post(url, data=raw, headers=headers) as resp:
+            assert (resp.status, (await resp.json())["status"]) == (200, "published")
+        await own_kafka.stop()
+        raw2 = orjson.dumps(samples.message_body("text", contact="31690000002@whatsapp.eazy.im"))
+        async with http.post(url, data=raw2, headers=headers) as resp:
+            assert resp.status == 503  # it cannot spool: never a 200 it could not keep
+        (root / "me").unlink()  # the volume works again
+
+        async def spooled() -> bool:
+            async with http.post(url, data=raw2, headers=headers) as resp:
+                return resp.status == 200
+
+        await wait_for(spooled, timeout=60, interval=0.5)
+    await own_kafka.start()
+    assert bridge.proc is not None
+    assert bridge.proc.returncode is None
+    text = await bridge.metrics()
+    for reason in ("foreign", "symlink", "not_a_directory"):
+        assert f'spotler_bridge_spool_set_aside_total{{reason="{reason}"}} 1.0' in text
+    assert (root / "notes.txt").read_text() == "someone's"
+    assert (root / "has space").is_dir()
+    assert (root / "link").is_symlink()
+    logs = bridge.logs()
+    assert logs.count('"spool.root_entry_skipped"') == 3
+    assert "Traceback" not in logs
+    records = await consume(own_kafka.bootstrap, [f"{prefix}.events.message"], count=2,
+                            timeout=60, settle=1.0)  # fmt: skip
+    assert len({value(r)["id"] for r in records}) == 2
+    assert await bridge.stop() == 0
+    report["spool-bad-input"] = {"entries_skipped": 3, "records": 2}
