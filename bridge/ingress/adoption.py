@@ -148,10 +148,12 @@ class Adopter:
     async def run(self, publisher: SessionPublisher) -> None:
         """Look for orphans at start and every interval, for as long as the process lives."""
         while True:
+            if not publisher.connected:  # the first look comes as soon as Kafka is reached
+                await asyncio.sleep(min(self._interval, 0.5))
+                continue
             try:
-                if publisher.connected:
-                    for directory, legacy in await asyncio.to_thread(self.candidates):
-                        await self.adopt(directory, publisher, legacy=legacy)
+                for directory, legacy in await asyncio.to_thread(self.candidates):
+                    await self.adopt(directory, publisher, legacy=legacy)
             except Exception as exc:  # a bad entry must not end adoption
                 log.error("spool.adoption_failed", error=repr(exc))
             self._age_gauge()

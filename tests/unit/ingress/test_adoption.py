@@ -139,3 +139,24 @@ def test_an_unlinked_lock_is_no_lock(tmp_path: Path) -> None:
     os.unlink(tmp_path / "d" / adoption.LOCK)
     os.close(fd)
     assert owner_alive(tmp_path / "d") is None
+
+
+async def test_the_first_look_comes_when_kafka_is_reached_not_an_interval_later(
+    tmp_path: Path,
+) -> None:
+    await _spool(tmp_path / "gone", range(3))
+    settings = SpoolSettings(dir=str(tmp_path), max_bytes=64 * 1024 * 1024, segment_bytes=65536)
+    adopter = Adopter(settings, tmp_path, tmp_path / "me", Metrics(), interval=600.0)
+    publisher = InMemoryPublisher()
+    publisher.connected = False
+    task = asyncio.create_task(adopter.run(publisher))
+    done, _ = await asyncio.wait({task}, timeout=0.3)
+    assert not done
+    assert (tmp_path / "gone").is_dir()  # nothing is adopted before Kafka is reached
+    publisher.connected = True
+    async with asyncio.timeout(10):
+        while (tmp_path / "gone").exists():  # noqa: ASYNC110 - a plain condition, bounded
+            await asyncio.sleep(0.02)
+    assert _ids(publisher) == [0, 1, 2]
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
