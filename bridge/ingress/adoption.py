@@ -270,7 +270,9 @@ class Adopter:
         try:
             directory.rmdir()
         except OSError as exc:
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and owner_alive(directory):
+                log.info("spool.owner_returned", dir=directory.name)  # it took its name back
+            elif exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 self._skip(directory, "foreign_files_inside")
             else:
                 log.error("spool.remove_failed", dir=directory.name, error=str(exc))

@@ -160,3 +160,26 @@ async def test_the_first_look_comes_when_kafka_is_reached_not_an_interval_later(
     assert _ids(publisher) == [0, 1, 2]
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_owner_taking_its_name_back_during_removal_is_left_alone(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The owner comes back between the adopter's unlink of the lock and its rmdir: the
+    directory stays (its new owner's), and nothing is counted as foreign."""
+    await _spool(tmp_path / "pod-0", range(3))
+    held: list[int] = []
+    real_rmdir = Path.rmdir
+
+    def owner_returns(path: Path) -> None:
+        held.append(lock(path, create=True))
+        real_rmdir(path)
+
+    monkeypatch.setattr(Path, "rmdir", owner_returns)
+    adopter = _adopter(tmp_path)
+    assert await adopter.adopt(tmp_path / "pod-0", InMemoryPublisher())
+    assert (tmp_path / "pod-0").is_dir()
+    assert owner_alive(tmp_path / "pod-0") is True
+    reason = "foreign_files_inside"
+    assert _metric(adopter, "spotler_bridge_spool_set_aside_total", reason=reason) == 0
+    unlock(held[0])
