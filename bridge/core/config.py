@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, Literal, TypeVar
 
 from bridge.core.errors import ConfigError
+from bridge.core.limits import spool_limits
 
 Role = Literal["ingress", "egress", "serve", "simulator"]
 
@@ -177,41 +178,6 @@ def tokens(raw: str) -> tuple[Secret, ...]:
             f"(token {', '.join(short)} of {len(parsed)} is shorter)"
         )
     return parsed
-
-
-#: Largest payload of one spool frame (:mod:`bridge.ingress.frames`): the spool refuses a larger
-#: record, and its reader holds at most this much of one record in memory.
-SPOOL_FRAME_LIMIT = 64 * 1024 * 1024
-#: A record is at most this many times its body: a dead letter JSON-escapes a control
-#: character into six bytes (an event keeps its body about twice: as fields and as payload).
-RECORD_EXPANSION = 6
-#: Bytes a record adds to that: the CloudEvent's envelope, topic, key, id and headers.
-RECORD_OVERHEAD = 64 * 1024
-
-
-def largest_record(max_body_bytes: int) -> int:
-    """The largest spool frame a body of ``max_body_bytes`` can become (measured in
-    tests/unit/ingress/test_spool_frame_limit.py)."""
-    return RECORD_EXPANSION * max_body_bytes + RECORD_OVERHEAD
-
-
-def _spool_limits(settings: Settings, errors: list[str]) -> None:
-    """Every record that can be acknowledged can be spooled and read back (issue 26.2)."""
-    body = settings.ingress.max_body_bytes
-    largest = largest_record(body)
-    if largest > SPOOL_FRAME_LIMIT:
-        most = (SPOOL_FRAME_LIMIT - RECORD_OVERHEAD) // RECORD_EXPANSION
-        errors.append(
-            f"BRIDGE_MAX_BODY_BYTES: must be at most {most}, got {body}: a record is up to "
-            f"{RECORD_EXPANSION} x its body + {RECORD_OVERHEAD} bytes and one spool frame holds "
-            f"at most {SPOOL_FRAME_LIMIT} bytes"
-        )
-    elif largest > settings.spool.max_bytes:
-        errors.append(
-            f"BRIDGE_SPOOL_MAX_BYTES: must be at least {largest} (the largest record, "
-            f"{RECORD_EXPANSION} x BRIDGE_MAX_BODY_BYTES + {RECORD_OVERHEAD}), got "
-            f"{settings.spool.max_bytes}"
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,7 +426,7 @@ class Settings:
                     "with SASL_* security protocols"
                 )
         if not errors:
-            _spool_limits(settings, errors)
+            errors += spool_limits(settings.ingress.max_body_bytes, settings.spool.max_bytes)
         if errors:
             raise ConfigError(errors)
         return settings

@@ -16,7 +16,7 @@ import struct
 import zlib
 
 from bridge.contract.records import Record
-from bridge.core.config import SPOOL_FRAME_LIMIT
+from bridge.core.limits import SPOOL_FRAME_LIMIT
 
 MAGIC = b"SBW1"
 _FRAME = struct.Struct(">4sII")  # magic, payload length, crc32

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.core.config import SPOOL_FRAME_LIMIT, Settings, largest_record
+from bridge.core.config import Settings
 from bridge.core.errors import ConfigError
+from bridge.core.limits import SPOOL_FRAME_LIMIT, largest_record
 
 MiB = 1024 * 1024
 

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from bridge.contract.records import Record, Topics
-from bridge.core.config import SPOOL_FRAME_LIMIT, largest_record
 from bridge.core.errors import PublishError, SpoolError
+from bridge.core.limits import SPOOL_FRAME_LIMIT, largest_record
 from bridge.ingress.intake import decode_and_normalize
 from bridge.ingress.spool import Spool, encode
 from bridge.ingress.store import Durable
