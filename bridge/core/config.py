@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, Literal, TypeVar
 
 from bridge.core.errors import ConfigError
+from bridge.core.limits import spool_limits
 
 Role = Literal["ingress", "egress", "serve", "simulator"]
 
@@ -278,9 +279,29 @@ class IngressSettings:
         return self.webhook_auth == "none"
 
 
+_INSTANCE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
 @dataclass(frozen=True, slots=True)
 class SpoolSettings:
-    dir: str = setting("BRIDGE_SPOOL_DIR", "./var/spool", help="spool directory")
+    dir: str = setting(
+        "BRIDGE_SPOOL_DIR",
+        "./var/spool",
+        help="spool root: each process spools into <root>/<BRIDGE_INSTANCE> and adopts the "
+        "spools of processes that are gone",
+    )
+    instance: str | None = setting(
+        "BRIDGE_INSTANCE",
+        None,
+        matching(_INSTANCE),
+        "this process's spool directory name under the root (default: the host name)",
+    )
+    adopt_interval: float = setting(
+        "BRIDGE_SPOOL_ADOPT_INTERVAL",
+        30.0,
+        number(0.1, 3600.0),
+        "seconds between looks for spools under the root whose owner is gone",
+    )
     max_bytes: int = setting(
         "BRIDGE_SPOOL_MAX_BYTES", 1024**3, integer(1024 * 1024), "spool size bound"
     )
@@ -416,6 +437,8 @@ class Settings:
                     "BRIDGE_KAFKA_SASL_USERNAME: and BRIDGE_KAFKA_SASL_PASSWORD are required "
                     "with SASL_* security protocols"
                 )
+        if not errors:
+            errors += spool_limits(settings.ingress.max_body_bytes, settings.spool.max_bytes)
         if errors:
             raise ConfigError(errors)
         return settings

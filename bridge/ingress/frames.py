@@ -5,7 +5,9 @@ A record is one frame::
 
     b"SBW1" | length: u32 | crc32(payload): u32 | payload
 
-The payload holds the time it was spooled and the record's fields. Pure functions, no I/O.
+The payload holds the time it was spooled and the record's fields. The spool writes no payload
+over :data:`MAX_PAYLOAD` (``SPOOL_FRAME_LIMIT``); the scan still reads back any intact frame,
+so one written by an older version is never cut away. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import struct
 import zlib
 
 from bridge.contract.records import Record
+from bridge.core.limits import SPOOL_FRAME_LIMIT
 
 MAGIC = b"SBW1"
 _FRAME = struct.Struct(">4sII")  # magic, payload length, crc32
-_MAX_PAYLOAD = 64 * 1024 * 1024
+HEADER = _FRAME.size
+MAX_PAYLOAD = SPOOL_FRAME_LIMIT
 
 
 def encode(record: Record, spooled_at: float) -> bytes:
@@ -88,7 +92,7 @@ def scan(data: bytes) -> tuple[list[tuple[int, bytes]], int, int]:
     while pos + _FRAME.size <= len(data):
         magic, size, crc = _FRAME.unpack_from(data, pos)
         end = pos + _FRAME.size + size
-        if magic == MAGIC and size <= _MAX_PAYLOAD and end <= len(data):
+        if magic == MAGIC and end <= len(data):
             payload = data[pos + _FRAME.size : end]
             if zlib.crc32(payload) == crc:
                 frames.append((end, payload))

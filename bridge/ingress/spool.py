@@ -1,7 +1,10 @@
 """The spool: a local write-ahead log that keeps ingress answering 200 while Kafka is away.
 
-Owns the files under ``BRIDGE_SPOOL_DIR`` (the frame format is :mod:`bridge.ingress.frames`'s).
-Records are appended to numbered segment files (``00000000000000000001.wal``...). Concurrent
+Owns writing to one spool directory, its state and gauges (its files, numbers and marks are
+:mod:`bridge.ingress.segments`'s, the drain :mod:`bridge.ingress.drain`'s, the frame format
+:mod:`bridge.ingress.frames`'s, adoption of other processes' spools
+:mod:`bridge.ingress.adoption`'s). Records are
+appended to numbered segment files (``00000000000000000001.wal``...). Concurrent
 appends share one ``write`` and one ``fsync`` (group commit); :meth:`Spool.append` returns only
 after the fsync. A drain task publishes the frames to Kafka in order, remembers how far it got in
 a small ``.drained`` file beside each segment, and deletes a segment once every record in it was
@@ -25,67 +28,63 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import errno
 import os
-import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from bridge.contract.records import Record
-from bridge.core.backoff import Backoff
 from bridge.core.config import SpoolSettings
-from bridge.core.errors import PublishError, RecordRejected, SpoolError
-from bridge.ingress.frames import MAGIC, decode, encode, scan
-from bridge.ingress.setaside import set_aside
-from bridge.kafka.producer import Publisher, SessionPublisher
+from bridge.core.errors import SpoolError
+from bridge.ingress import segments
+from bridge.ingress.drain import REJECT_LIMIT, ROLL_DRAINED_BYTES, Drain
+from bridge.ingress.frames import HEADER, MAGIC, MAX_PAYLOAD, decode, encode, scan
+from bridge.ingress.segments import DiskFault as _DiskFault
+from bridge.ingress.segments import Segment as _Segment
+from bridge.ingress.segments import write_all as _write_all
+from bridge.ingress.segments import write_file as _write_file
+from bridge.kafka.producer import Publisher
 from bridge.telemetry.metrics import Metrics
 
-__all__ = ["MAGIC", "Spool", "decode", "encode", "scan"]
+__all__ = [
+    "MAGIC",
+    "REJECT_LIMIT",
+    "ROLL_DRAINED_BYTES",
+    "FrameTooLarge",
+    "Spool",
+    "decode",
+    "encode",
+    "scan",
+]
 
 log = structlog.get_logger(__name__)
 
-_SUFFIX = ".wal"
-#: A fully drained active segment at least this large is sealed so that its space is freed.
-ROLL_DRAINED_BYTES = 1024 * 1024
-#: Times Kafka may refuse a spooled record for good before it is set aside.
-REJECT_LIMIT = 3
 #: While the disk fails, appends fail at once and the disk is tried again this often.
 DISK_RETRY_SECONDS = 1.0
 
 
-class _DiskFault(Exception):
-    def __init__(self, op: str, exc: OSError) -> None:
-        self.op = op
-        super().__init__(f"{op}: {exc}")
+class FrameTooLarge(SpoolError):
+    """A record over the spool's frame limit: never written, so never acknowledged."""
 
 
-@dataclass
-class _Segment:
-    seq: int
-    path: Path
-    size: int  # durable bytes (fsync'd)
-    drained: int  # bytes already acknowledged by Kafka
-    sealed: bool
-
-    @property
-    def mark(self) -> Path:
-        return self.path.with_suffix(".drained")
-
-
-class Spool:
+class Spool(Drain):
     """The write-ahead log: :meth:`open`, then run :meth:`run_writer`, :meth:`run_drain` and
     :meth:`run_monitor`."""
 
-    def __init__(self, settings: SpoolSettings, metrics: Metrics) -> None:
+    def __init__(self, settings: SpoolSettings, metrics: Metrics, *, gauges: bool = True) -> None:
         self._dir = Path(settings.dir)
+        self._gauges_on = gauges  # False for a spool being adopted: the gauges are the owner's
         self._max_bytes = settings.max_bytes
         self._segment_bytes = settings.segment_bytes
         self._stall_seconds = settings.stall_seconds
         self._metrics = metrics
         self._segments: list[_Segment] = []
+        self._last = 0  # the highest segment number given out
+        self.recovered = False  # the directory was read (segments may be created)
+        self.locked = True  # this process holds the directory's lock (see adoption.claim)
         self._fd: int | None = None
         self._closed = True
         self._io = asyncio.Lock()  # the active segment's file: writes and rolls
@@ -110,6 +109,10 @@ class Spool:
     # -- state -----------------------------------------------------------------------------
 
     @property
+    def directory(self) -> str:
+        return str(self._dir)
+
+    @property
     def bytes(self) -> int:
         return sum(s.size for s in self._segments) + self._queued_bytes
 
@@ -132,6 +135,8 @@ class Spool:
         return self._refusing is None or self._refusing == "full"
 
     def _gauges(self) -> None:
+        if not self._gauges_on:
+            return
         self._metrics.spool_records.set(self.pending)
         self._metrics.spool_bytes.set(sum(s.size for s in self._segments))
         age = time.time() - self._oldest if self._oldest is not None and self.pending else 0.0
@@ -155,75 +160,60 @@ class Spool:
 
     # -- open / recovery -------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Recover what a previous process left and start a fresh segment for writing.
+    def open(self, *, write: bool = True) -> None:
+        """Recover what a previous process left and start a fresh segment for writing (unless
+        ``write`` is False: a spool being adopted is only drained).
 
         A disk that refuses the new segment does not stop start-up: appends fail (503) and the
-        segment is tried again on the next write.
+        segment is tried again on the next write. Neither does a directory that cannot be
+        created or read (a read-only or full volume, a file in its place): appends fail until
+        the disk probe succeeds and the directory is recovered then.
         """
-        self._dir.mkdir(parents=True, exist_ok=True)
-        for path in sorted(self._dir.glob("*" + _SUFFIX)):
-            try:
-                seq = int(path.stem)
-            except ValueError:
-                continue
-            self._recover(seq, path)
-        self._closed = False
+        self._closed = not write
         self._progress_at = time.monotonic()
+        self._recover()
         try:
-            self._roll()
+            if write:
+                self._roll()
         except _DiskFault as exc:
             self._disk_fault(exc)
         self._gauges()
         if self.pending:
             log.warning("spool.recovered", records=self.pending, segments=len(self._segments))
 
-    def _recover(self, seq: int, path: Path) -> None:
-        data = path.read_bytes()
-        frames, valid, corruptions = scan(data)
-        if corruptions:
-            self._metrics.spool_corruptions.inc(corruptions)
-            log.error("spool.corruption", segment=path.name, found=corruptions,
-                      kept_frames=len(frames), cut_bytes=len(data) - valid)  # fmt: skip
-            if valid < len(data):
-                try:
-                    with path.open("r+b") as f:
-                        f.truncate(valid)
-                        os.fsync(f.fileno())
-                except OSError as exc:  # the scan cuts the tail again next time
-                    self._disk_fault(_DiskFault("write", exc))
-        drained = min(valid, _read_mark(path.with_suffix(".drained")))
-        segment = _Segment(seq, path, valid, drained, True)
-        left = [(end, payload) for end, payload in frames if end > segment.drained]
-        if not left:
-            self._delete(segment)
+    def _recover(self) -> None:
+        """Read what the directory holds; until this succeeds no segment is created (a number
+        could be reused otherwise)."""
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            found = segments.recover(self._dir)
+        except OSError as exc:
+            self._disk_fault(_DiskFault("segment", exc))
             return
-        if self._oldest is None:
-            with contextlib.suppress(ValueError, struct.error, UnicodeDecodeError):
-                self._oldest = decode(left[0][1])[1]
-        self._segments.append(segment)
-        self.pending += len(left)
+        self.recovered = True
+        if found.corruptions:
+            self._metrics.spool_corruptions.inc(found.corruptions)
+        for fault in found.faults:  # a file that could not be deleted is kept: only counted
+            if fault.op == "delete":
+                self._metrics.child(self._metrics.spool_disk_errors, "delete").inc()
+            else:
+                self._disk_fault(fault)
+        self._segments, self.pending, self._oldest = found.segments, found.pending, found.oldest
+        self._last = found.last
 
     def _roll(self) -> None:
         """Seal the current segment and start the next; _DiskFault if the new one fails."""
+        if not (self.recovered and self.locked):
+            why = "not recovered yet" if not self.recovered else "not locked yet"
+            raise _DiskFault("segment", OSError(errno.ENOLCK, f"spool directory {why}"))
         if self._fd is not None:
             fd, self._fd = self._fd, None
             self._segments[-1].sealed = True
             with contextlib.suppress(OSError):
                 os.close(fd)
-        seq = self._segments[-1].seq + 1 if self._segments else 1
-        path = self._dir / f"{seq:020d}{_SUFFIX}"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        except OSError as exc:
-            raise _DiskFault("segment", exc) from exc
-        try:
-            _fsync_dir(self._dir)
-        except OSError as exc:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise _DiskFault("segment", exc) from exc
+        seq = max(self._last, self._segments[-1].seq if self._segments else 0) + 1
+        fd, path = segments.create(self._dir, seq)
+        self._last = seq
         self._segments.append(_Segment(seq, path, 0, 0, False))
         self._fd = fd
 
@@ -243,6 +233,8 @@ class Spool:
         if not self._disk_ok and time.monotonic() - self._refused_at < DISK_RETRY_SECONDS:
             raise SpoolError(f"spool disk failing ({self._refusing})")
         frame = encode(record, time.time())
+        if len(frame) - HEADER > MAX_PAYLOAD:  # the reader would not take it back
+            raise FrameTooLarge(f"record of {len(frame)} bytes is over the spool frame limit")
         if self.bytes + len(frame) > self._max_bytes:
             self._refuse("full")
             raise SpoolError(f"spool full ({self._max_bytes} bytes)")
@@ -261,7 +253,7 @@ class Spool:
                 batch, self._queue = self._queue, []
                 data = b"".join(frame for frame, _ in batch)
                 async with self._io:
-                    fault = await self._write(data)
+                    fault = await self._write(data, len(batch))
                 self._queued_bytes -= len(data)
                 if fault is not None:
                     self._disk_fault(fault)
@@ -283,7 +275,7 @@ class Spool:
                 self._changed.set()
                 self._gauges()
 
-    async def _write(self, data: builtins.bytes) -> _DiskFault | None:
+    async def _write(self, data: builtins.bytes, count: int) -> _DiskFault | None:
         """Append ``data`` to the active segment (holding ``_io``), or say what failed.
 
         A failed write or fsync is cut back off the file and the segment is sealed at its last
@@ -307,6 +299,7 @@ class Spool:
                 self._collect()
             return fault
         segment.size += len(data)
+        segment.left += count
         if segment.size >= self._segment_bytes:
             try:
                 await asyncio.to_thread(self._roll)
@@ -325,207 +318,6 @@ class Spool:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await self._changed.wait()
-
-    # -- draining --------------------------------------------------------------------------
-
-    @staticmethod
-    def _read_batch(
-        segment: _Segment, limit: int
-    ) -> tuple[list[tuple[int, Record, float]], int, int]:
-        """Up to ``limit`` records after the drained mark, reading only as much of the file as
-        they need (1 MiB, doubled while no whole frame fits). Runs in a worker thread.
-
-        Returns the records (end offset, record, spooled at), how many frames could not be
-        decoded, and the offset the drained mark may move to once the records are in Kafka.
-        """
-        remaining = segment.size - segment.drained
-        size = min(remaining, 1024 * 1024)
-        with segment.path.open("rb") as f:
-            while True:
-                f.seek(segment.drained)
-                data = f.read(size)
-                frames, _, _ = scan(data)
-                if frames or size >= remaining:
-                    break
-                size = min(remaining, size * 2)
-        if not frames:  # nothing valid left in this segment
-            return [], 0, segment.size
-        records: list[tuple[int, Record, float]] = []
-        bad = 0
-        for end, payload in frames[:limit]:
-            try:
-                record, spooled_at = decode(payload)
-            except (ValueError, struct.error, UnicodeDecodeError):
-                bad += 1  # passed its checksum yet does not decode: a bug, not a disk fault
-                continue
-            records.append((segment.drained + end, record, spooled_at))
-        return records, bad, segment.drained + frames[:limit][-1][0]
-
-    async def run_drain(
-        self, publisher: SessionPublisher, *, batch: int = 500, timeout: float | None = None
-    ) -> None:
-        """Publish spooled records to Kafka in order, for as long as the process lives.
-
-        ``timeout=None`` waits for the producer's own answer (acknowledged, or failed within its
-        delivery bound), so a chunk is never resent while the producer still holds it. After a
-        failed attempt the drain waits out its backoff, or less: a new producer session (Kafka
-        is back, or the failed session was replaced) resends at once with the backoff reset, so
-        a backoff grown while Kafka was away never delays the drain after its return."""
-        retry = Backoff(0.2, 10.0)
-        while True:
-            segment = next((s for s in self._segments if s.drained < s.size), None)
-            if segment is None or not publisher.connected:
-                await self._idle()
-                continue
-            try:
-                chunk, bad, upto = await asyncio.to_thread(self._read_batch, segment, batch)
-            except OSError as exc:
-                self._metrics.child(self._metrics.spool_disk_errors, "read").inc()
-                delay = retry.next()
-                log.warning("spool.read_failed", error=str(exc), retry_in=round(delay, 1))
-                await asyncio.sleep(delay)
-                continue
-            if bad:
-                self._metrics.spool_corruptions.inc(bad)
-                self.pending -= bad
-                log.error("spool.undecodable_frames", segment=segment.path.name, count=bad)
-            if chunk:
-                self._oldest = chunk[0][2]
-            todo = [(segment.seq, end, record) for end, record, _ in chunk]
-            while todo:
-                seen = publisher.session
-                todo = await self._publish(publisher, todo, timeout)
-                outcome = "failed" if todo else "ok"
-                self._metrics.child(self._metrics.spool_drain_attempts, outcome).inc()
-                if todo and await publisher.until_new_session(seen, retry.next()):
-                    retry.reset()
-            retry.reset()
-            segment.drained = upto
-            self._save_mark(segment)
-            self.pending -= len(chunk)
-            self._progress_at = time.monotonic()
-            self._metrics.spool_drained.inc(len(chunk))
-            self._oldest = None if not self.pending else self._oldest
-            await self._free_space()
-            self._changed.set()
-            self._gauges()
-
-    async def _publish(
-        self, publisher: Publisher, todo: list[tuple[int, int, Record]], timeout: float | None
-    ) -> list[tuple[int, int, Record]]:
-        """One attempt at ``todo``; returns what must be tried again (acknowledged records and
-        records set aside are done)."""
-        results = await asyncio.gather(
-            *(self._attempt(publisher, item, timeout) for item in todo), return_exceptions=True
-        )
-        again: list[tuple[int, int, Record]] = []
-        first_error: BaseException | None = None
-        for item, result in zip(todo, results, strict=True):
-            key = item[:2]
-            if result is None:
-                if self._rejections:
-                    self._rejections.pop(key, None)
-                    self._refused.pop(key, None)
-                continue
-            if isinstance(result, asyncio.CancelledError):
-                raise result
-            if isinstance(result, RecordRejected) and key not in self._refused:
-                tries = self._rejections[key] = self._rejections.get(key, 0) + 1
-                if tries >= REJECT_LIMIT:
-                    self._refused[key] = str(result)
-                    if await self._set_aside(publisher, item[2], str(result), timeout):
-                        del self._rejections[key], self._refused[key]
-                        continue
-            elif not isinstance(result, PublishError):  # a bug must not end the drain
-                log.error("spool.publish_crashed", error=repr(result))
-            first_error = first_error or result
-            again.append(item)
-        if again:
-            log.warning("spool.drain_failed", error=str(first_error), records=len(again))
-        return again
-
-    async def _attempt(
-        self, publisher: Publisher, item: tuple[int, int, Record], timeout: float | None
-    ) -> None:
-        """Send one spooled record, or, once Kafka refused it for good, only its dead letter."""
-        reason = self._refused.get(item[:2])
-        if reason is None:
-            await publisher.publish(item[2], timeout=timeout)
-        elif not await self._set_aside(publisher, item[2], reason, timeout):
-            raise PublishError("the dead letter of a refused record is not taken yet")
-
-    async def _set_aside(
-        self, publisher: Publisher, record: Record, reason: str, timeout: float | None
-    ) -> bool:
-        """Publish the dead letter of a refused record; False if Kafka must be asked again."""
-        letter = set_aside(record, reason)
-        try:
-            await publisher.publish(letter, timeout=timeout)
-        except RecordRejected as again:
-            self._metrics.child(self._metrics.records_set_aside, "dropped").inc()
-            log.error("spool.record_dropped", event_id=record.event_id, size=len(record.value),
-                      reason=reason, deadletter_error=str(again))  # fmt: skip
-            return True
-        except PublishError:
-            return False
-        self._metrics.child(self._metrics.records_set_aside, "deadletter").inc()
-        log.warning("spool.record_set_aside", event_id=record.event_id, size=len(record.value),
-                    reason=reason, deadletter=letter.event_id)  # fmt: skip
-        return True
-
-    def _save_mark(self, segment: _Segment) -> None:
-        try:
-            _write_mark(segment.mark, segment.drained)
-        except OSError as exc:  # a stale mark only sends records again, with their ids
-            self._metrics.child(self._metrics.spool_disk_errors, "mark").inc()
-            if not self._mark_failing:
-                log.error("spool.mark_failed", segment=segment.path.name, error=str(exc))
-            self._mark_failing = True
-            return
-        if self._mark_failing:
-            log.warning("spool.mark_written", segment=segment.path.name)
-        self._mark_failing = False
-
-    async def _free_space(self) -> None:
-        """Delete drained sealed segments; seal the active one when it is drained and large
-        (or the disk is failing), so that its space comes back without a restart."""
-        active = self._segments[-1] if self._segments and self._fd is not None else None
-        if (
-            active is not None
-            and active.size
-            and active.drained >= active.size
-            and (active.size >= ROLL_DRAINED_BYTES or not self._disk_ok)
-        ):
-            async with self._io:  # the writer may have added to it meanwhile: look again
-                if (
-                    active is self._segments[-1]
-                    and self._fd is not None
-                    and active.drained >= active.size
-                ):
-                    try:
-                        await asyncio.to_thread(self._roll)
-                    except _DiskFault as fault:
-                        self._disk_fault(fault)
-        self._collect()
-
-    async def _idle(self) -> None:
-        self._appended.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.5):
-                await self._appended.wait()
-
-    def _collect(self) -> None:
-        """Delete sealed segments that were drained completely."""
-        for segment in [s for s in self._segments if s.sealed and s.drained >= s.size]:
-            self._delete(segment)
-            self._segments.remove(segment)
-
-    def _delete(self, segment: _Segment) -> None:
-        for path in (segment.path, segment.mark):
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as exc:
-                log.error("spool.delete_failed", file=path.name, error=str(exc))
 
     # -- monitoring ------------------------------------------------------------------------
 
@@ -550,6 +342,11 @@ class Spool:
             recovered = self.empty or self.bytes < self._max_bytes * 0.9
         else:
             recovered = self._refusing is not None and self._probe()
+        if recovered and not self.recovered and not self._closed:
+            self._recover()
+            recovered = self.recovered
+        if recovered and not self.locked:  # the lock comes first (bridge.runtime.app)
+            recovered = False
         if recovered:
             self._accepting()
         self._gauges()
@@ -560,6 +357,7 @@ class Spool:
             return False
         path = self._dir / ".probe"
         try:
+            self._dir.mkdir(parents=True, exist_ok=True)
             _write_file(path, b"\0" * 4096)
             path.unlink()
         except OSError:
@@ -568,52 +366,3 @@ class Spool:
                 path.unlink(missing_ok=True)
             return False
         return True
-
-
-def _write_all(fd: int | None, data: bytes) -> None:
-    """Write and fsync (in a worker thread: the event loop never waits on the disk)."""
-    if fd is None:
-        raise _DiskFault("write", OSError("spool is closed"))
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view) :]
-    except OSError as exc:
-        raise _DiskFault("write", exc) from exc
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        raise _DiskFault("fsync", exc) from exc
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _read_mark(path: Path) -> int:
-    try:
-        return max(0, int(path.read_text().strip() or 0))
-    except (OSError, ValueError):
-        return 0
-
-
-def _write_mark(path: Path, offset: int) -> None:
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(str(offset))
-        tmp.replace(path)  # atomic; not fsync'd: a lost mark only means records sent again
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

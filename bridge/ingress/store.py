@@ -7,7 +7,9 @@ instead. While the spool holds records, new ones go to the spool too, behind the
 keeps each conversation in order. Only when the spool cannot take a record either does this
 raise (the webhook answers 503).
 
-Only a retriable :class:`~bridge.core.errors.PublishError` sends a record to the spool. A record
+Only a retriable :class:`~bridge.core.errors.PublishError` sends a record to the spool (a
+record over the spool's frame limit, which the configuration's bound on the body keeps from
+happening, is set aside like one Kafka refuses). A record
 Kafka refuses for good (:class:`~bridge.core.errors.RecordRejected`: too large, invalid, not
 authorized) is replaced by a small dead letter (:mod:`bridge.ingress.setaside`), published (or
 spooled) in its place; the answer is 200 with status ``deadletter``.
@@ -23,7 +25,7 @@ import structlog
 from bridge.contract.records import Record
 from bridge.core.errors import PublishError, RecordRejected
 from bridge.ingress.setaside import set_aside
-from bridge.ingress.spool import Spool
+from bridge.ingress.spool import FrameTooLarge, Spool
 from bridge.kafka.producer import Publisher
 from bridge.telemetry.metrics import Metrics
 
@@ -69,10 +71,13 @@ class Durable:
                 return await self._set_aside(record, exc)
             except PublishError as exc:
                 log.debug("ingress.spooling", reason=str(exc))
-        await spool.append(record)
+        try:
+            await spool.append(record)
+        except FrameTooLarge as exc:  # the spool could not read it back: its dead letter
+            return await self._set_aside(record, exc)
         return "spooled"
 
-    async def _set_aside(self, record: Record, exc: RecordRejected) -> str:
+    async def _set_aside(self, record: Record, exc: RecordRejected | FrameTooLarge) -> str:
         """Publish the dead letter of a refused record (spool it if Kafka is slow). If Kafka
         refuses the dead letter too, raise: the delivery gets 503 and the platform retries."""
         letter = set_aside(record, str(exc))

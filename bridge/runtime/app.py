@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -28,6 +31,7 @@ from bridge.contract.records import Topics
 from bridge.core.config import Role, Settings
 from bridge.core.errors import ConfigError
 from bridge.egress.consumer import CommandConsumer
+from bridge.ingress.adoption import Adopter, claim, unlock
 from bridge.ingress.spool import Spool
 from bridge.ingress.store import Durable
 from bridge.ingress.webhook import make_webhook_app
@@ -67,8 +71,13 @@ def build(settings: Settings, role: Role) -> Parts:
         ops.cleanup_ctx.append(_egress_ctx(settings, metrics, publisher, health))
     webhook = None
     if role in ("ingress", "serve"):
-        spool = Spool(settings.spool, metrics)
-        ops.cleanup_ctx.append(_spool_ctx(spool, publisher, health))
+        root = Path(settings.spool.dir)
+        own = root / (settings.spool.instance or socket.gethostname())
+        spool = Spool(dataclasses.replace(settings.spool, dir=str(own)), metrics)
+        adopter = Adopter(
+            settings.spool, root, own, metrics, interval=settings.spool.adopt_interval
+        )
+        ops.cleanup_ctx.append(_spool_ctx(spool, adopter, publisher, health))
         durable = Durable(
             publisher, spool, publish_timeout=settings.ingress.publish_timeout, metrics=metrics
         )
@@ -102,10 +111,27 @@ def _publisher_ctx(publisher: ManagedPublisher, health: Health) -> CleanupCtx:
     return ctx
 
 
-def _spool_ctx(spool: Spool, publisher: ManagedPublisher, health: Health) -> CleanupCtx:
+def _spool_ctx(
+    spool: Spool, adopter: Adopter, publisher: ManagedPublisher, health: Health
+) -> CleanupCtx:
     @contextlib.asynccontextmanager
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        own = Path(spool.directory)
+        held: list[int] = []  # the lock's descriptor, held for the process's life
+        lock_task: asyncio.Task[None] | None = None  # taking it later (not a health task: it ends)
+
+        async def take_lock() -> None:
+            held.append((await claim(own.parent, own.name))[1])
+            spool.locked = True
+
+        try:  # a few tries at start; a volume that refuses does not stop ingress
+            held.append((await claim(own.parent, own.name, retry=0.2, attempts=3))[1])
+        except OSError:
+            spool.locked = False  # appends get 503 until the lock is taken
+            lock_task = asyncio.create_task(take_lock(), name="spool-lock")
         await asyncio.to_thread(spool.open)  # recovers what a previous process left
+        adopt = asyncio.create_task(adopter.run(publisher), name="spool-adopt")
+        health.tasks["spool-adopt"] = adopt
         writer = asyncio.create_task(spool.run_writer(), name="spool-writer")
         drain = asyncio.create_task(spool.run_drain(publisher), name="spool-drain")
         monitor = asyncio.create_task(spool.run_monitor(publisher), name="spool-monitor")
@@ -122,11 +148,15 @@ def _spool_ctx(spool: Spool, publisher: ManagedPublisher, health: Health) -> Cle
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(end):
                     await spool.wait_until(lambda: spool.empty or not publisher.connected)
-            for task in (monitor, drain, writer):
+            for task in (adopt, monitor, drain, writer):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             spool.close()
+            if lock_task is not None:
+                lock_task.cancel()
+            for fd in held:
+                unlock(fd)
             log.info("spool.closed", records_left=spool.pending)
 
     return ctx

@@ -36,6 +36,7 @@ COMMANDS = {
     "topics": "ensure: create the bridge's topics; report those that fall short",
     "doctor": "check Kafka, topics, the API key and scope, channels, webhooks, the public URL",
     "contract": "print or write (--out DIR) the topics' JSON Schemas or the AsyncAPI document",
+    "spool": "status: each spool under BRIDGE_SPOOL_DIR; drain --dir PATH: drain one to Kafka",
 }
 
 
@@ -57,6 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.add_argument("action", choices=("sync", "list"))
             command.add_argument("--dry-run", action="store_true", help="print the plan only")
             command.add_argument("--prune", action="store_true", help="delete extra webhooks")
+        if name == "spool":
+            command.add_argument("action", choices=("status", "drain"))
+            command.add_argument("--json", action="store_true", help="print JSON (status)")
+            command.add_argument("--dir", help="the spool directory to drain (drain)")
+            command.add_argument(
+                "--timeout", type=float, default=300.0, help="seconds to wait for Kafka (drain)"
+            )
         if name == "topics":
             command.add_argument("action", choices=("ensure",))
             command.add_argument("--dry-run", action="store_true", help="print the plan only")
@@ -107,6 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bridge.kafka.cli import produce
 
         return _run(produce(settings, args.topic, sys.stdin.readlines()))
+
+    if args.command == "spool":
+        from pathlib import Path
+
+        from bridge.runtime import spool_cli
+
+        if args.action == "status":
+            return spool_cli.status(settings, as_json=args.json, out=sys.stdout)
+        if not args.dir:
+            print("bridge spool drain: --dir PATH is required", file=sys.stderr)
+            return 2
+        return _run(spool_cli.drain(settings, Path(args.dir), timeout=args.timeout, out=sys.stdout))
 
     if args.command in ("channels", "webhooks", "topics", "doctor"):
         return _lifecycle(settings, args)

@@ -55,6 +55,15 @@ LATENCY_BUCKETS = (
 
 # API call labels (issue 9 item 11): every value comes from these sets, anything else is "other".
 API_ENDPOINTS = ("send_message", "update_conversation")
+#: Why an entry under the spool root is not adopted (bridge/ingress/adoption.py).
+SPOOL_SET_ASIDE_REASONS = (
+    "symlink",
+    "not_a_directory",
+    "foreign",
+    "unreadable",
+    "unlockable",
+    "foreign_files_inside",
+)
 #: The platform lifecycle's calls (``bridge channels``/``webhooks``/``doctor``; ingress's channel
 #: list): series of their own, zeroed like the others.
 PLATFORM_ENDPOINTS = (
@@ -189,8 +198,32 @@ class Metrics:
         self.spool_disk_errors = Counter(
             p + "spool_disk_errors",
             "Spool disk operations that failed (ENOSPC, EIO), by operation "
-            "(write, fsync, segment, read, mark).",
+            "(write, fsync, segment, read, mark, delete).",
             ["op"],
+            registry=r,
+        )
+        self.spool_adopted = Counter(
+            p + "spool_adopted",
+            "Spools of processes that are gone, drained to Kafka and removed by this one.",
+            registry=r,
+        )
+        self.spool_adopted_records = Counter(
+            p + "spool_adopted_records",
+            "Records found in adopted spools (each drained to Kafka before the spool is removed).",
+            registry=r,
+        )
+        self.spool_set_aside = Counter(
+            p + "spool_set_aside",
+            "Entries under the spool root that are not a spool to adopt, each counted once by "
+            "reason (symlink, not_a_directory, foreign, unreadable, unlockable, "
+            "foreign_files_inside); never deleted.",
+            ["reason"],
+            registry=r,
+        )
+        self.spool_orphan_age = Gauge(
+            p + "spool_orphan_age_seconds",
+            "Seconds since the oldest spool found without an owner was found, while it is not "
+            "drained yet (0 when none).",
             registry=r,
         )
         self.spool_unwritable = Gauge(
@@ -307,10 +340,12 @@ class Metrics:
                 self.webhooks.labels(event, outcome)
         for event in (*EVENT_TYPES, "unknown", "deadletter"):
             self.webhooks.labels(event, "deadletter")
-        for op in ("write", "fsync", "segment", "read", "mark"):
+        for op in ("write", "fsync", "segment", "read", "mark", "delete"):
             self.spool_disk_errors.labels(op)
         for outcome in ("ok", "failed"):
             self.spool_drain_attempts.labels(outcome)
+        for reason in SPOOL_SET_ASIDE_REASONS:
+            self.spool_set_aside.labels(reason)
         for outcome in ("deadletter", "dropped"):
             self.records_set_aside.labels(outcome)
         for outcome in ("ok", "unauthorized", "timeout", "unreachable", "server_error", "error"):

@@ -3,7 +3,10 @@ SIGKILL while the disk is full, and a record Kafka refuses for good (issues 9.1 
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,14 +55,14 @@ async def test_full_disk_answers_503_survives_sigkill_and_drains(
     assert bridge.proc is not None
     assert bridge.proc.returncode is None  # a full disk never ends the process
     errors = (await bridge.metrics()).count('spool_disk_errors_total{op="')
-    assert errors == 5
+    assert errors == 6  # one series per operation, each present from the start
     await bridge.kill()  # SIGKILL while the disk is full
     await bridge.start()
     await own_kafka.start()
     await bridge.wait_ready(timeout=90)
     await stream.stop()
     await wait_for(lambda: spool_empty(bridge), timeout=90)
-    used = sum(p.stat().st_size for p in small_disk.iterdir() if p.is_file())
+    used = sum(p.stat().st_size for p in small_disk.rglob("*") if p.is_file())
     # the next deliveries are published again (Kafka acknowledges them directly)
     raw = orjson.dumps(samples.message_body("text"))
     status, answer = await post(bridge.url + "/webhooks", raw)
@@ -145,3 +148,72 @@ async def test_oversized_record_is_set_aside_live_and_after_restart(
     assert 'spotler_bridge_records_set_aside_total{outcome="deadletter"} 1.0' in text
     assert await bridge.stop() == 0
     report["oversized-record"] = {"seconds_to_drain_after_restart": round(waited, 1)}
+
+
+@pytest.mark.timeout(300)
+async def test_leftover_marks_never_hide_acknowledged_records(
+    procs, own_kafka: OwnKafka, prefix, tmp_path: Path, report
+) -> None:
+    """Issue 26.1 with a real process: marks left by a SIGKILL or power loss between the two
+    unlinks of a deleted segment (or an EIO on the mark's unlink) lie in the spool; Kafka stops,
+    10 deliveries are answered 200 from the spool, SIGKILL, restart with Kafka back: all 10 are
+    in Kafka (before the fix the new segment took number 1 and its leftover mark: 0 published)."""
+    root = tmp_path / "marks-spool"
+    spool_dir = root / "marks"  # the instance's own directory under the root
+    spool_dir.mkdir(parents=True)
+    for seq in range(1, 65):
+        (spool_dir / f"{seq:020d}.drained").write_text("999999999")
+    bridge = make_ingress(
+        procs, own_kafka, prefix, BRIDGE_SPOOL_DIR=str(root), BRIDGE_INSTANCE="marks"
+    )
+    await bridge.start()
+    await bridge.wait_ready()
+    await own_kafka.stop()
+    acked: set[str] = set()
+    for n in range(10):
+        raw = orjson.dumps(samples.message_body("text", contact=f"3165555{n:04d}@whatsapp.eazy.im"))
+        status, answer = await post(bridge.url + "/webhooks", raw)
+        assert (status, answer["status"]) == (200, "spooled")
+        acked.add(answer["id"])
+    await bridge.kill()
+    await own_kafka.start()
+    await bridge.start()
+    await bridge.wait_ready(timeout=90)
+    waited = await wait_for(lambda: spool_empty(bridge), timeout=90)
+    records = await consume(
+        own_kafka.bootstrap, [f"{prefix}.events.message"], count=10, timeout=60, settle=1.0
+    )
+    assert {value(r)["id"] for r in records} == acked
+    assert not list(spool_dir.glob("*.drained"))  # no mark outlives its segment
+    assert await bridge.stop() == 0
+    report["leftover-marks"] = {"acknowledged": len(acked), "published": len(records),
+                                "seconds_to_drain": round(waited, 1)}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"BRIDGE_MAX_BODY_BYTES": str(40 * 1024 * 1024)}, "BRIDGE_MAX_BODY_BYTES"),
+        (
+            {"BRIDGE_MAX_BODY_BYTES": str(4 * 1024 * 1024),
+             "BRIDGE_SPOOL_MAX_BYTES": str(8 * 1024 * 1024)},
+            "BRIDGE_SPOOL_MAX_BYTES",
+        ),
+    ],
+)  # fmt: skip
+async def test_ingress_refuses_limits_whose_records_the_spool_cannot_hold(
+    env: dict[str, str], named: str
+) -> None:
+    """Issue 26.2 with a real process: a body limit whose records pass the spool's 64 MiB frame
+    limit, or a spool smaller than the largest record, stops ingress at start with exit 2 and a
+    message naming the variable (before: it started, and acknowledged records it could not read
+    back)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "ingress",
+        env={**base, "BRIDGE_WEBHOOK_TOKENS": "tok-0123456789abcdef", **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 2
+    assert f"{named}:" in err.decode()

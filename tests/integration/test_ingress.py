@@ -153,6 +153,7 @@ async def test_spool_takes_deliveries_when_kafka_is_unreachable(procs, kafka, pr
         BRIDGE_WEBHOOK_TOKENS="tok-0123456789abcdef",
         BRIDGE_PUBLISH_TIMEOUT="0.5",
         BRIDGE_SPOOL_MAX_BYTES=str(1024 * 1024),
+        BRIDGE_MAX_BODY_BYTES=str(128 * 1024),  # its largest record fits the 1 MiB spool
     )
     await bridge.start()
     await bridge.wait_ready(path="/healthz")

@@ -107,8 +107,14 @@ Checks that JSON Schema cannot express; `helm template`/`helm install` stop with
 {{- if and $v.ingress.enabled $ir.enabled (not $ir.tls) (not $ir.tlsTerminatedUpstream) -}}
 {{- fail "ingress.ingressResource.tls is required when the Ingress is enabled: the platform calls only HTTPS URLs and the bearer token must not travel in clear (set ingress.ingressResource.tlsTerminatedUpstream=true if TLS ends in front of the Ingress)" -}}
 {{- end -}}
-{{- if and $v.ingress.enabled (eq $v.ingress.spool.medium "Memory") (eq $v.ingress.spool.type "persistentVolumeClaim") -}}
+{{- if and $v.ingress.enabled (eq $v.ingress.spool.medium "Memory") (ne $v.ingress.spool.type "emptyDir") -}}
 {{- fail "ingress.spool.medium applies to emptyDir only" -}}
+{{- end -}}
+{{- if and $v.ingress.enabled (eq $v.ingress.spool.type "shared") (not $v.ingress.spool.shared.claimName) -}}
+{{- fail "ingress.spool.shared.claimName is required with ingress.spool.type=shared: an existing ReadWriteMany claim that every ingress pod mounts" -}}
+{{- end -}}
+{{- if and $v.ingress.enabled (ne $v.ingress.spool.type "shared") $v.ingress.spool.shared.claimName -}}
+{{- fail "ingress.spool.shared.claimName applies to ingress.spool.type=shared only" -}}
 {{- end -}}
 {{- end -}}
 
@@ -168,6 +174,10 @@ spec:
         {{- if eq $component "ingress" }}
         - name: BRIDGE_SPOOL_DIR
           value: {{ $w.spool.mountPath | quote }}
+        - name: BRIDGE_INSTANCE
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
         {{- if $v.secrets.webhookTokens.name }}
         - name: BRIDGE_WEBHOOK_TOKENS
           valueFrom:
@@ -238,6 +248,11 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: {{ $v.tmpSizeLimit }}
+    {{- if and (eq $component "ingress") (eq $w.spool.type "shared") }}
+    - name: spool
+      persistentVolumeClaim:
+        claimName: {{ $w.spool.shared.claimName }}
+    {{- end }}
     {{- if and (eq $component "ingress") (eq $w.spool.type "emptyDir") }}
     - name: spool
       emptyDir:

@@ -32,6 +32,7 @@ CHART_ELSEWHERE = {
     "BRIDGE_WEBHOOK_TOKENS": "a Secret, by reference",
     "BRIDGE_SPOTLER_API_KEY": "a Secret, by reference",
     "BRIDGE_SPOOL_DIR": "the spool volume's mount path",
+    "BRIDGE_INSTANCE": "the pod's name (fieldRef metadata.name)",
     "BRIDGE_SPOOL_SEGMENT_BYTES": "extraConfig, when needed",
 }
 

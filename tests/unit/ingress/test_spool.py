@@ -16,7 +16,7 @@ from bridge.contract.records import Record
 from bridge.core.backoff import Backoff
 from bridge.core.config import SpoolSettings
 from bridge.core.errors import PublishError, SpoolError
-from bridge.ingress import spool as spool_module
+from bridge.ingress import drain as drain_module
 from bridge.ingress.spool import Spool, decode, encode, scan
 from bridge.telemetry.metrics import Metrics
 from tests.fakes import InMemoryPublisher
@@ -139,7 +139,7 @@ async def test_drain_waits_out_kafka_failures(running: Running) -> None:
 async def test_new_session_resends_at_once(running: Running, monkeypatch) -> None:
     """Issue 16: a backoff grown while Kafka was away must not delay the drain after its
     return. A new producer session cuts the wait short; without one the backoff holds."""
-    monkeypatch.setattr(spool_module, "Backoff", lambda base, cap: Backoff(5.0, 10.0))
+    monkeypatch.setattr(drain_module, "Backoff", lambda base, cap: Backoff(5.0, 10.0))
     publisher = InMemoryPublisher()
     await asyncio.gather(*(running.spool.append(record(i)) for i in range(10)))
     publisher.fail_with = PublishError("no Kafka producer session (connecting)")

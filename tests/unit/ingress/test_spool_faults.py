@@ -13,6 +13,8 @@ import orjson
 
 from bridge.contract.records import Record
 from bridge.core.errors import PublishError, RecordRejected, SpoolError
+from bridge.ingress import drain as drain_module
+from bridge.ingress import segments
 from bridge.ingress import spool as spool_module
 from bridge.ingress.spool import REJECT_LIMIT, ROLL_DRAINED_BYTES, Spool
 from bridge.ingress.store import Durable
@@ -60,10 +62,10 @@ async def test_fsync_failure_answers_503_keeps_tasks_and_recovers(
     """EIO on fsync: the appends fail, the writer lives, the state shows on a gauge and one
     log line, and the disk is used again once it works."""
     spool = running.spool
-    real = spool_module._write_all
+    real = segments.write_all
 
     def broken(fd: int | None, data: bytes) -> None:
-        raise spool_module._DiskFault("fsync", OSError(errno.EIO, "I/O error"))
+        raise segments.DiskFault("fsync", OSError(errno.EIO, "I/O error"))
 
     await spool.append(record(0))
     monkeypatch.setattr(spool_module, "_write_all", broken)
@@ -98,7 +100,7 @@ async def test_mark_that_cannot_be_written_never_stops_the_drain(
     def full(path: Path, offset: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(spool_module, "_write_mark", full)
+    monkeypatch.setattr(drain_module, "write_mark", full)
     await asyncio.gather(*(running.spool.append(record(i)) for i in range(10)))
     publisher = InMemoryPublisher()
     running.drain_to(publisher)
