@@ -345,7 +345,7 @@ class EgressSettings:
         "BRIDGE_CIRCUIT_FAILURES", 10, integer(1), "failures in a row that open the breaker"
     )
     circuit_open_seconds: float = setting(
-        "BRIDGE_CIRCUIT_OPEN_SECONDS", 30.0, number(0.1), "pause before a probe"
+        "BRIDGE_CIRCUIT_OPEN_SECONDS", 20.0, number(0.1), "pause before a probe"
     )
     circuit_stuck_seconds: float = setting(
         "BRIDGE_CIRCUIT_STUCK_SECONDS", 900.0, number(1.0), "breaker not closed: not ready"
@@ -404,6 +404,12 @@ class Settings:
                     "BRIDGE_KAFKA_SASL_USERNAME: and BRIDGE_KAFKA_SASL_PASSWORD are required "
                     "with SASL_* security protocols"
                 )
+        if settings.egress.circuit_open_seconds >= settings.shutdown_timeout:
+            errors.append(
+                f"BRIDGE_CIRCUIT_OPEN_SECONDS: {settings.egress.circuit_open_seconds:g} s must be "
+                f"shorter than BRIDGE_SHUTDOWN_TIMEOUT ({settings.shutdown_timeout:g} s): a "
+                "breaker open that long outlasts a graceful stop"
+            )
         if errors:
             raise ConfigError(errors)
         return settings
