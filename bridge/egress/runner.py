@@ -17,8 +17,8 @@ import contextlib
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import structlog
 
@@ -26,7 +26,7 @@ from bridge.api.client import SpotlerClient
 from bridge.contract.records import Record, Topics
 from bridge.core.backoff import Backoff, full_jitter
 from bridge.core.config import EgressSettings
-from bridge.core.errors import ApiError, InvalidCommand, PublishError
+from bridge.core.errors import ApiError, InvalidCommand, PublishError, RecordRejected
 from bridge.egress import commands
 from bridge.egress.commands import Command, Kind, Position
 from bridge.egress.policy import CircuitBreaker, CircuitState, RateLimiter
@@ -34,10 +34,12 @@ from bridge.kafka.producer import Publisher
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 class Aborted(Exception):
-    """Shutdown interrupted a command before its result was durable: leave it uncommitted."""
+    """Shutdown or a revocation interrupted a command before its result was durable: leave it
+    uncommitted (the next owner of its partition runs it)."""
 
 
 class CompletedResults:
@@ -116,12 +118,25 @@ class CommandRunner:
         return time.monotonic() - min(self._failing.values()) if self._failing else 0.0
 
     async def run(
-        self, position: Position, kind: Kind, raw: bytes | None, command: Command | InvalidCommand
+        self,
+        position: Position,
+        kind: Kind,
+        raw: bytes | None,
+        command: Command | InvalidCommand,
+        halt: asyncio.Event | None = None,
     ) -> str:
+        """Run one command to its result. ``halt`` (set on stop or when the command's partition
+        is revoked; the stop event when not given) ends every wait at once with
+        :class:`Aborted`: the command is then not finished and must not be committed."""
+        halt = self._stop if halt is None else halt
         if isinstance(command, InvalidCommand):
             command_id = commands.salvage_id(raw, position)
             await self._publish(
-                commands.deadletter_record(self._topics, raw, position, command.reason)
+                commands.deadletter_record(self._topics, raw, position, command.reason),
+                halt,
+                lambda _, refused: commands.deadletter_record(
+                    self._topics, raw, position, command.reason, refused=refused
+                ),
             )
             await self._finish(
                 command_id, kind, None, None, 0, position, reason=f"invalid: {command.reason}"
@@ -130,7 +145,7 @@ class CommandRunner:
             return "deadletter"
         previous = self._completed.get(kind, command.id)
         if previous is not None:
-            await self._publish(previous)  # the same result again: same id, same bytes
+            await self._publish(previous, halt)  # the same result again: same id, same bytes
             log.info("command", outcome="duplicate", command_id=command.id, kind=kind)
             return "duplicate"
         age = time.time() - position.timestamp_ms / 1000.0
@@ -141,7 +156,7 @@ class CommandRunner:
             log.info("command", outcome="expired", command_id=command.id, age_s=round(age))
             return "expired"
         try:
-            attempts, response, error = await self._call(command)
+            attempts, response, error = await self._call(command, halt)
         except (Aborted, asyncio.CancelledError):
             raise
         except Exception as exc:  # a bug: this command fails, the direction goes on
@@ -166,7 +181,7 @@ class CommandRunner:
             response=response,
             error=error,
         )
-        await self._publish(record)
+        record = await self._publish(record, halt, commands.minimal_result)
         self._completed.add(kind, command.id, record)
         outcome = "succeeded" if error is None else "failed"
         log.info(
@@ -180,7 +195,9 @@ class CommandRunner:
         )
         return outcome
 
-    async def _call(self, command: Command) -> tuple[int, dict[str, Any] | None, ApiError | None]:
+    async def _call(
+        self, command: Command, halt: asyncio.Event
+    ) -> tuple[int, dict[str, Any] | None, ApiError | None]:
         deadline = time.monotonic() + self._s.retry_deadline
         attempt = 0
         call = (
@@ -189,12 +206,16 @@ class CommandRunner:
             else self._api.update_conversation
         )
         while True:
-            probe = await self.breaker.allow()
+            probe = False
             try:
-                await self._limiter.acquire(command.channel)
+                if self.breaker.state is not CircuitState.CLOSED:
+                    probe = await self._unless(halt, self.breaker.allow())
+                await self._unless(halt, self._limiter.acquire(command.channel))
                 # The bound is on calls in progress: backoff sleeps and result publishing
                 # hold no slot, so other conversations use it meanwhile.
                 async with self._slots:
+                    if halt.is_set():  # halted while waiting for a slot: never call late
+                        raise Aborted
                     attempt += 1
                     response = await call(
                         command.channel, command.contact, command.body, request_id=command.id
@@ -217,7 +238,7 @@ class CommandRunner:
                 if time.monotonic() + delay > deadline:
                     return attempt, None, exc
                 self._metrics.retries.labels(command.kind).inc()
-                await self._sleep(delay)
+                await self._sleep(delay, halt)
                 continue
             except BaseException:
                 self.breaker.release(probe)  # never leave the breaker waiting for this probe
@@ -225,12 +246,35 @@ class CommandRunner:
             self.breaker.success()
             return attempt, response, None
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but give up at once when shutting down (the command is then redelivered)."""
+    async def _sleep(self, seconds: float, halt: asyncio.Event) -> None:
+        """Sleep, but give up at once when halted (the command is then redelivered)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                await self._stop.wait()
+                await halt.wait()
                 raise Aborted
+
+    @staticmethod
+    async def _unless(halt: asyncio.Event, wait: Coroutine[Any, Any, T]) -> T:
+        """Await ``wait`` (the breaker, the rate limiter) unless ``halt`` comes first: then
+        cancel it and raise :class:`Aborted`."""
+        if halt.is_set():
+            wait.close()
+            raise Aborted
+        work = asyncio.ensure_future(wait)
+        if work.done():
+            return work.result()
+        halted = asyncio.ensure_future(halt.wait())
+        try:
+            await asyncio.wait([work, halted], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halted.cancel()
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+        if work.cancelled():
+            raise Aborted
+        return work.result()
 
     async def _finish(
         self,
@@ -243,7 +287,8 @@ class CommandRunner:
         **outcome: Any,
     ) -> None:
         await self._publish(
-            self._result(command_id, kind, channel, contact, attempts, position, **outcome)
+            self._result(command_id, kind, channel, contact, attempts, position, **outcome),
+            replace=commands.minimal_result,
         )
 
     def _result(
@@ -267,8 +312,19 @@ class CommandRunner:
             **outcome,
         )
 
-    async def _publish(self, record: Record) -> None:
-        """Publish until Kafka acknowledges; during shutdown give up after a few tries."""
+    async def _publish(
+        self,
+        record: Record,
+        halt: asyncio.Event | None = None,
+        replace: Callable[[Record, str], Record] | None = None,
+    ) -> Record:
+        """Publish until Kafka acknowledges; when halted give up after a few tries.
+
+        A record Kafka refuses for good is final, never retried: ``replace`` builds the small
+        record published in its place (a bounded dead letter, a minimal result); when that is
+        refused too, or there is none, the record is dropped (logged and counted). Returns
+        the record that was published."""
+        halt = self._stop if halt is None else halt
         retry = Backoff(0.2, 5.0)
         token = next(self._tokens)
         try:
@@ -276,11 +332,25 @@ class CommandRunner:
                 try:
                     # no timeout of ours: the producer acknowledges or fails within its bound
                     await self._publisher.publish(record)
-                    return
+                    return record
+                except RecordRejected as exc:
+                    log.error(
+                        "egress.record_refused",
+                        topic=record.topic,
+                        event_id=record.event_id,
+                        size=len(record.value),
+                        error=str(exc),
+                    )
+                    if replace is None:
+                        self._metrics.child(self._metrics.records_set_aside, "dropped").inc()
+                        return record
+                    outcome = "deadletter" if record.label == "deadletter" else "minimal_result"
+                    self._metrics.child(self._metrics.records_set_aside, outcome).inc()
+                    record, replace = replace(record, str(exc)), None
                 except PublishError as exc:
                     self._failing.setdefault(token, time.monotonic())
                     delay = retry.next()
-                    if self._stop.is_set() and retry.failures >= 3:
+                    if halt.is_set() and retry.failures >= 3:
                         raise Aborted from exc
                     log.warning("egress.publish_failed", topic=record.topic, error=str(exc))
                     await asyncio.sleep(delay)
