@@ -196,6 +196,8 @@ class CommandConsumer:
             task.add_done_callback(lambda t: self._chain_done(chain, t))
         self._tasks[task] = tp
         task.add_done_callback(self._task_done)
+        if len(self._tasks) == 1 and self._runner.breaker.state is not CircuitState.CLOSED:
+            self._apply_pauses()  # this command probes the breaker; the rest waits
         self._metrics.commands_in_flight.set(len(self._tasks))
         if len(self._tasks) >= self._max_inflight:
             self._room.clear()
@@ -206,6 +208,8 @@ class CommandConsumer:
 
     def _task_done(self, task: asyncio.Task[bool]) -> None:
         self._tasks.pop(task, None)
+        if not self._tasks and self._runner.breaker.state is not CircuitState.CLOSED:
+            self._apply_pauses()  # nothing left to probe the breaker: let a record in
         self._metrics.commands_in_flight.set(len(self._tasks))
         if len(self._tasks) < self._max_inflight // 2:
             self._room.set()
@@ -326,14 +330,14 @@ class CommandConsumer:
             self._apply_pauses()
 
     def _apply_pauses(self) -> None:
-        """Paused: every partition while the breaker is not closed, else those whose window
-        is full."""
+        """Paused: every partition while the breaker is not closed and a command is in flight
+        (one that will probe), else those whose window is full."""
         consumer = self._consumer
         if consumer is None:
             return
         assigned = consumer.assignment()
-        if self._runner.breaker.state is CircuitState.CLOSED:
-            paused = self._full & assigned
+        if self._runner.breaker.state is CircuitState.CLOSED or not self._tasks:
+            paused = self._full & assigned  # nothing in flight: let a record in to probe
         else:
             paused = assigned
         consumer.pause(*paused)

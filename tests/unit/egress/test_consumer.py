@@ -25,6 +25,7 @@ from bridge.api.client import SpotlerClient
 from bridge.core.config import Settings
 from bridge.core.errors import ApiError
 from bridge.egress.consumer import CommandConsumer
+from bridge.egress.policy import CircuitState
 from bridge.telemetry.metrics import Metrics
 from tests.fakes import FakeApi, InMemoryPublisher
 
@@ -45,6 +46,11 @@ class FakeKafkaConsumer:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assignment)
+
+    def assign(self, tps: set[TopicPartition]) -> None:
+        """A rebalance's outcome: pauses of partitions given away are gone with them."""
+        self._assignment = set(tps)
+        self._paused &= self._assignment
 
     def pause(self, *tps: TopicPartition) -> None:
         self._paused |= set(tps)
@@ -351,3 +357,23 @@ async def test_a_stuck_head_pauses_its_partition_when_the_window_is_full() -> No
         )
         == 0
     )
+
+
+async def test_an_open_breaker_with_nothing_in_flight_lets_a_record_in_to_probe() -> None:
+    """A revocation aborts the commands that would probe the open breaker: the partitions kept
+    must not stay paused with nothing left to probe (found by the rebalance fault test)."""
+    api = FakeApi(unavailable(), default=lambda: {"id": "m"})
+    e = Egress(api, env={"BRIDGE_CIRCUIT_FAILURES": "1", "BRIDGE_CIRCUIT_OPEN_SECONDS": "0.2"})
+    e.take(TP0, "c1", contact(1))
+    await until(lambda: retried(e) == 1)
+    e.consumer._on_circuit(e.consumer._runner.breaker.state)  # as the breaker reported it
+    assert e.kafka.paused() == {TP0, TP1}  # open, and c1 will probe
+    await e.consumer.on_revoked({TP0, TP1})
+    e.kafka.assign({TP1})
+    e.consumer.on_assigned({TP1})
+    assert e.kafka.paused() == set()  # nothing in flight: a record may come in and probe
+    e.take(TP1, "c2", contact(2))
+    assert e.kafka.paused() == {TP1}  # c2 probes; the rest waits
+    await until(lambda: e.result_ids() == ["c2"])
+    assert e.consumer._runner.breaker.state is CircuitState.CLOSED
+    assert e.kafka.paused() == set()
