@@ -92,7 +92,7 @@ def no_call_after_an_unfinished_predecessor(
     wrong = []
     for r in sorted(requests, key=lambda r: r["received"]):
         cid = called_id(r)
-        if cid not in order:
+        if cid is None or cid not in order:
             continue
         earlier = [p for p in per_contact[contact_of(r)] if order[p] < order[cid]]
         missing = [p for p in earlier if p not in accepted]
