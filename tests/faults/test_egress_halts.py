@@ -15,6 +15,7 @@ records every call the platform received, failed or not, with its time and Host 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -28,8 +29,10 @@ from tests.integration.procs import (
     BridgeProcess,
     ProcessFactory,
     Simulator,
+    consume,
     produce,
     start_simulator,
+    value,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -247,3 +250,57 @@ async def test_a_rebalance_stops_the_old_owner_calling_for_revoked_partitions(
     }
     assert await first.stop() == 0
     assert await second.stop() == 0
+
+
+async def test_a_dead_letter_kafka_refuses_does_not_pin_the_partition(
+    procs: ProcessFactory, kafka: str, prefix: str, report: dict[str, Any]
+) -> None:
+    """Issue 26 (6): a ~900 kB command of control bytes is invalid; as JSON text its dead
+    letter is ~5.4 MB, which Kafka refuses for good. A bounded dead letter takes its place,
+    the command gets its failed result, and the commit point moves past it: after a restart
+    none of the later commands is sent again."""
+    sim = await start_simulator(procs)
+    egress = make_egress(procs, kafka, prefix, sim, BRIDGE_TOPIC_PARTITIONS="1")
+    await egress.start()  # creates the command topics, one partition: one commit point
+    await egress.wait_ready(timeout=60)
+    poison = b"\x01" * 900_000
+    later = [command(f"after-{i}", i) for i in range(5)]
+    topics = Topics(prefix)
+    await produce(kafka, topics.send_message, [poison, *later])
+    results: list[Any] = []
+
+    async def every_command_has_a_result() -> bool:
+        nonlocal results
+        records = await consume(kafka, [topics.results], count=10**9, timeout=3)
+        results = [value(r) for r in records]
+        return len(results) >= 1 + len(later)
+
+    await wait_for(every_command_has_a_result, timeout=90)
+    assert {r["data"]["commandId"] for r in results} >= {c["id"] for c in later}
+    [invalid] = [r for r in results if r["data"]["commandId"] not in {c["id"] for c in later}]
+    assert invalid["type"] == "im.eazy.command.failed"
+    assert invalid["data"]["reason"].startswith("invalid: ")
+    letters = [
+        value(r) for r in await consume(kafka, [topics.commands_deadletter], count=1, timeout=30)
+    ]
+    assert len(letters) == 1
+    data = letters[0]["data"]
+    assert data["size"] == len(poison)
+    assert data["sha256"] == hashlib.sha256(poison).hexdigest()
+    assert "refused by Kafka" in data["refused"]
+    assert await egress.stop() == 0
+
+    await egress.start()
+    await egress.wait_ready(timeout=60)
+    await produce(kafka, topics.send_message, [command("after-restart", 9)])
+    await all_results(kafka, prefix, {"after-restart"}, timeout=60)
+    bodies = await sent_bodies(sim)
+    sent = [b for got in bodies.values() for b in got]
+    assert sorted(sent) == sorted([c["id"] for c in later] + ["after-restart"])  # each once
+    report["26-egress-refused-deadletter"] = {
+        "poison_bytes": len(poison),
+        "deadletter_bytes": len(orjson.dumps(letters[0])),
+        "results_before_restart": len(results),
+        "platform_calls": len(sent),
+    }
+    assert await egress.stop() == 0
