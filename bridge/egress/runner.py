@@ -6,8 +6,10 @@ again, its result is published again, byte for byte (same result id); expired on
 the rest are called with retries (backoff, ``Retry-After``, rate limits and the circuit breaker
 from :mod:`bridge.egress.policy`), and the outcome is published before the command counts as done.
 An unexpected exception while running one command becomes that command's failed result and
-releases the breaker's probe if it held it. Ordering, concurrency and offsets are the
-consumer's business, not this module's.
+releases the breaker's probe if it held it. A record Kafka refuses for good is final: a bounded
+dead letter or a minimal result takes its place (else it is dropped and counted). Every wait
+ends at once when the command is halted (stop, or its partition revoked). Ordering,
+concurrency and offsets are the consumer's business, not this module's.
 """
 
 from __future__ import annotations
