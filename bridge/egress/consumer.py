@@ -58,8 +58,10 @@ from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
-#: Seconds a revocation waits for its partitions' calls in progress before cancelling them.
-REVOKE_GRACE = 10.0
+#: Seconds a revocation waits for its partitions' calls in progress before cancelling them:
+#: well inside the group's rebalance timeout (aiokafka: the 10 s session timeout), or the
+#: broker drops this member from the rebalance and the group never settles.
+REVOKE_GRACE = 5.0
 
 
 class CommandConsumer:

@@ -377,3 +377,51 @@ async def test_an_open_breaker_with_nothing_in_flight_lets_a_record_in_to_probe(
     await until(lambda: e.result_ids() == ["c2"])
     assert e.consumer._runner.breaker.state is CircuitState.CLOSED
     assert e.kafka.paused() == set()
+
+
+class GatedApi(FakeApi):
+    """Answers "slow" only once ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def send_message(
+        self, channel: str, contact: str, body: Any, *, request_id: str
+    ) -> dict[str, Any]:
+        self.calls.append(("send", channel, contact, body, request_id))
+        if request_id == "slow":
+            await self.gate.wait()
+        return {"id": "m"}
+
+
+async def test_a_call_in_progress_at_revocation_finishes_and_is_committed() -> None:
+    api = GatedApi()
+    e = Egress(api)
+    e.take(TP0, "slow", contact(1))
+    await until(lambda: len(api.calls) == 1)
+    revoking = asyncio.create_task(e.consumer.on_revoked({TP0}))
+    await settle()
+    assert not revoking.done()  # it waits for the call in progress
+    api.gate.set()
+    async with asyncio.timeout(5):
+        await revoking
+    assert e.result_ids() == ["slow"]
+    assert e.kafka.committed_offset(TP0) == 1
+
+
+async def test_a_call_still_running_after_the_grace_is_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The revocation is bounded (the group's rebalance timeout is 10 s): what still runs
+    after the grace is cancelled, stays uncommitted, and is the new owner's to send."""
+    monkeypatch.setattr("bridge.egress.consumer.REVOKE_GRACE", 0.2)
+    api = GatedApi()
+    e = Egress(api)
+    e.take(TP0, "slow", contact(1))
+    await until(lambda: len(api.calls) == 1)
+    async with asyncio.timeout(5):
+        await e.consumer.on_revoked({TP0})
+    assert all(t.done() for t in list(e.consumer._tasks))
+    assert e.result_ids() == []
+    assert e.kafka.committed_offset(TP0) is None
