@@ -345,7 +345,7 @@ class EgressSettings:
         "BRIDGE_CIRCUIT_FAILURES", 10, integer(1), "failures in a row that open the breaker"
     )
     circuit_open_seconds: float = setting(
-        "BRIDGE_CIRCUIT_OPEN_SECONDS", 20.0, number(0.1), "pause before a probe"
+        "BRIDGE_CIRCUIT_OPEN_SECONDS", 15.0, number(0.1), "pause before a probe"
     )
     circuit_stuck_seconds: float = setting(
         "BRIDGE_CIRCUIT_STUCK_SECONDS", 900.0, number(1.0), "breaker not closed: not ready"
@@ -404,12 +404,6 @@ class Settings:
                     "BRIDGE_KAFKA_SASL_USERNAME: and BRIDGE_KAFKA_SASL_PASSWORD are required "
                     "with SASL_* security protocols"
                 )
-        if settings.egress.circuit_open_seconds >= settings.shutdown_timeout:
-            errors.append(
-                f"BRIDGE_CIRCUIT_OPEN_SECONDS: {settings.egress.circuit_open_seconds:g} s must be "
-                f"shorter than BRIDGE_SHUTDOWN_TIMEOUT ({settings.shutdown_timeout:g} s): a "
-                "breaker open that long outlasts a graceful stop"
-            )
         if errors:
             raise ConfigError(errors)
         return settings
@@ -437,6 +431,15 @@ class Settings:
             problems.append(
                 "BRIDGE_SPOTLER_API_URL: http:// to a host other than loopback would send the API "
                 "key in clear; use https:// or set BRIDGE_SPOTLER_API_ALLOW_HTTP=true on purpose"
+            )
+        if (
+            role in ("egress", "serve")
+            and self.egress.circuit_open_seconds >= self.shutdown_timeout
+        ):
+            problems.append(
+                f"BRIDGE_CIRCUIT_OPEN_SECONDS: {self.egress.circuit_open_seconds:g} s must be "
+                f"shorter than BRIDGE_SHUTDOWN_TIMEOUT ({self.shutdown_timeout:g} s): commands "
+                "waiting at a breaker open that long would outlast a graceful stop"
             )
         if problems:
             raise ConfigError(problems)
