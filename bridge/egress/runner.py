@@ -19,8 +19,8 @@ import contextlib
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -36,7 +36,6 @@ from bridge.kafka.producer import Publisher
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
 
 
 class Aborted(Exception):
@@ -210,13 +209,13 @@ class CommandRunner:
         while True:
             probe = False
             try:
-                if self.breaker.state is not CircuitState.CLOSED:
-                    probe = await self._unless(halt, self.breaker.allow())
-                await self._unless(halt, self._limiter.acquire(command.channel))
+                # Each wait ends at once on halt; a halted command never calls late.
+                probe = await self.breaker.allow(halt)
+                await self._limiter.acquire(command.channel, halt)
                 # The bound is on calls in progress: backoff sleeps and result publishing
                 # hold no slot, so other conversations use it meanwhile.
                 async with self._slots:
-                    if halt.is_set():  # halted while waiting for a slot: never call late
+                    if halt.is_set():
                         raise Aborted
                     attempt += 1
                     response = await call(
@@ -254,29 +253,6 @@ class CommandRunner:
             async with asyncio.timeout(seconds):
                 await halt.wait()
                 raise Aborted
-
-    @staticmethod
-    async def _unless(halt: asyncio.Event, wait: Coroutine[Any, Any, T]) -> T:
-        """Await ``wait`` (the breaker, the rate limiter) unless ``halt`` comes first: then
-        cancel it and raise :class:`Aborted`."""
-        if halt.is_set():
-            wait.close()
-            raise Aborted
-        work = asyncio.ensure_future(wait)
-        if work.done():
-            return work.result()
-        halted = asyncio.ensure_future(halt.wait())
-        try:
-            await asyncio.wait([work, halted], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            halted.cancel()
-            if not work.done():
-                work.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await work
-        if work.cancelled():
-            raise Aborted
-        return work.result()
 
     async def _finish(
         self,
