@@ -372,7 +372,7 @@ class EgressSettings:
         "BRIDGE_CIRCUIT_FAILURES", 10, integer(1), "failures in a row that open the breaker"
     )
     circuit_open_seconds: float = setting(
-        "BRIDGE_CIRCUIT_OPEN_SECONDS", 30.0, number(0.1), "pause before a probe"
+        "BRIDGE_CIRCUIT_OPEN_SECONDS", 15.0, number(0.1), "pause before a probe"
     )
     circuit_stuck_seconds: float = setting(
         "BRIDGE_CIRCUIT_STUCK_SECONDS", 900.0, number(1.0), "breaker not closed: not ready"
@@ -466,6 +466,15 @@ class Settings:
             problems.append(
                 "BRIDGE_SPOTLER_API_URL: http:// to a host other than loopback would send the API "
                 "key in clear; use https:// or set BRIDGE_SPOTLER_API_ALLOW_HTTP=true on purpose"
+            )
+        if (
+            role in ("egress", "serve")
+            and self.egress.circuit_open_seconds >= self.shutdown_timeout
+        ):
+            problems.append(
+                f"BRIDGE_CIRCUIT_OPEN_SECONDS: {self.egress.circuit_open_seconds:g} s must be "
+                f"shorter than BRIDGE_SHUTDOWN_TIMEOUT ({self.shutdown_timeout:g} s): commands "
+                "waiting at a breaker open that long would outlast a graceful stop"
             )
         if problems:
             raise ConfigError(problems)

@@ -38,6 +38,10 @@ _MAX_ID = 200
 #: A result reports at most this many characters of an id (with the SHA-256 of a longer one).
 _MAX_REPORTED_ID = 1024
 
+#: Bytes of a command kept in the dead letter that replaces one Kafka refused (as ingress's
+#: set-aside keeps of an event): enough to recognise it, small enough for any topic.
+HEAD_BYTES = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class Position:
@@ -240,9 +244,28 @@ def _clean_key(key: bytes | None) -> bytes | None:
     return key if is_clean_id(text) else None
 
 
-def deadletter_record(topics: Topics, raw: bytes | None, position: Position, reason: str) -> Record:
-    """The command as it was consumed (bytes intact), with where it came from and why it failed."""
+def deadletter_record(
+    topics: Topics,
+    raw: bytes | None,
+    position: Position,
+    reason: str,
+    *,
+    refused: str | None = None,
+) -> Record:
+    """The command as it was consumed (bytes intact), with where it came from and why it failed.
+
+    With ``refused`` (why Kafka refused that dead letter for good) it is the bounded one that
+    replaces it: the command's first :data:`HEAD_BYTES` bytes, its size and sha256 digest."""
     body = raw or b""
+    extra: dict[str, Any] = {}
+    if refused is not None:
+        extra = {
+            "refused": f"refused by Kafka: {refused}"[:500],
+            "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "truncated": len(body) > HEAD_BYTES,
+        }
+        body = body[:HEAD_BYTES]
     text, encoding = text_or_base64(body)
     data = {
         "reason": reason,
@@ -254,6 +277,7 @@ def deadletter_record(topics: Topics, raw: bytes | None, position: Position, rea
         "key": position.key.decode("utf-8", "replace") if position.key else None,
         "bodyEncoding": encoding,
         "body": text,
+        **extra,
     }
     event_id = f"deadletter/{position.topic}/{position.partition}/{position.offset}"
     event = cloudevent(
@@ -269,4 +293,39 @@ def deadletter_record(topics: Topics, raw: bytes | None, position: Position, rea
         value=orjson.dumps(event),
         event_id=event_id,
         label="deadletter",
+    )
+
+
+def minimal_result(record: Record, refused: str) -> Record:
+    """The small result that replaces ``record`` when Kafka refused it for good: the same id,
+    type, status, command, conversation, attempts, source and ``messageId``, the error's status
+    and code, without the platform's response or long texts, and ``refused`` saying why."""
+    event = orjson.loads(record.value)
+    data = event.get("data", {})
+    small: dict[str, Any] = {
+        k: data[k]
+        for k in ("commandId", "command", "channelJid", "contactJid", "attempts", "status")
+        if k in data
+    }
+    small["source"] = data.get("source")
+    if isinstance(data.get("messageId"), str):
+        small["messageId"] = data["messageId"]
+    error = data.get("error")
+    if isinstance(error, dict):
+        small["error"] = {
+            "httpStatus": error.get("httpStatus"),
+            "code": error.get("code"),
+            "message": str(error.get("message"))[:200],
+            "traceId": error.get("traceId"),
+        }
+    if data.get("reason") is not None:
+        small["reason"] = str(data["reason"])[:500]
+    small["refused"] = f"refused by Kafka: {refused}"[:500]
+    event["data"] = small
+    return Record(
+        topic=record.topic,
+        key=record.key,
+        value=orjson.dumps(event),
+        event_id=record.event_id,
+        label=record.label,
     )

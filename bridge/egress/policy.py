@@ -6,7 +6,8 @@ channel under a global one; a 429 pauses the bucket it applies to until ``Retry-
 passed (never less than :data:`PAUSE_FLOOR`). The breaker opens after ``threshold`` consecutive
 retriable failures, lets one probe through after ``open_seconds``, and closes when a probe
 succeeds; a probe that ends in any other way (even an exception) is released, so the breaker can
-never stay half-open with no probe running.
+never stay half-open with no probe running. Their waits take a ``halt`` event and end as soon
+as it is set (stop, or the command's partition revoked): the caller checks it afterwards.
 """
 
 from __future__ import annotations
@@ -18,6 +19,21 @@ from collections.abc import Callable
 
 #: The shortest pause a 429 causes, whatever its ``Retry-After`` says (``0`` or absent too).
 PAUSE_FLOOR = 1.0
+
+
+async def _sleep(seconds: float, halt: asyncio.Event | None) -> bool:
+    """Sleep ``seconds``; False (at once) when ``halt`` is set first."""
+    if halt is None:
+        await asyncio.sleep(seconds)
+        return True
+    if halt.is_set():
+        return False
+    try:
+        async with asyncio.timeout(seconds):
+            await halt.wait()
+    except TimeoutError:
+        return True
+    return False
 
 
 class TokenBucket:
@@ -69,25 +85,29 @@ class RateLimiter:
         (self._bucket(channel) if self._per_channel > 0 else self._global).pause(seconds)
         return seconds
 
-    async def acquire(self, channel: str) -> float:
-        """Wait until a call to ``channel`` is allowed; returns the seconds waited."""
+    async def acquire(self, channel: str, halt: asyncio.Event | None = None) -> float:
+        """Wait until a call to ``channel`` is allowed, or ``halt`` is set; returns the seconds
+        waited."""
         bucket = self._bucket(channel)
         waited = 0.0
         while True:
             paused = max(self._global.paused_until, bucket.paused_until) - time.monotonic()
             if paused <= 0:
                 break
-            await asyncio.sleep(paused)
+            if not await _sleep(paused, halt):
+                return waited
             waited += paused
         wait = max(self._global.delay(), bucket.delay())
         if wait > 0:
-            await asyncio.sleep(wait)
+            if not await _sleep(wait, halt):
+                return waited
             waited += wait
             # a 429 may have paused the bucket meanwhile: honour it before calling
             while (
                 paused := max(self._global.paused_until, bucket.paused_until) - time.monotonic()
             ) > 0:
-                await asyncio.sleep(paused)
+                if not await _sleep(paused, halt):
+                    return waited
                 waited += paused
         return waited
 
@@ -132,23 +152,29 @@ class CircuitBreaker:
         if self._on_change is not None:
             self._on_change(state)
 
-    async def allow(self) -> bool:
+    async def allow(self, halt: asyncio.Event | None = None) -> bool:
         """Wait until a call may be made: at once when closed; one probe at a time otherwise.
+        Gives up (returning False) as soon as ``halt`` is set.
 
         Returns True when this call is the probe (hand that to :meth:`release`)."""
         while True:
-            if self.state is CircuitState.CLOSED:
+            if self.state is CircuitState.CLOSED or (halt is not None and halt.is_set()):
                 return False
             remaining = self._opened_at + self.open_seconds - time.monotonic()
             if remaining <= 0 and not self._probing:
                 self._probing = True
                 self._set(CircuitState.HALF_OPEN)
                 return True
+            waits = [asyncio.ensure_future(self._closed.wait())]
+            if halt is not None:
+                waits.append(asyncio.ensure_future(halt.wait()))
             try:
-                async with asyncio.timeout(max(remaining, 0.05)):
-                    await self._closed.wait()
-            except TimeoutError:
-                continue
+                await asyncio.wait(
+                    waits, timeout=max(remaining, 0.05), return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
 
     def not_closed_for(self) -> float:
         """Seconds since the breaker last left the closed state; 0 while closed."""

@@ -6,8 +6,10 @@ again, its result is published again, byte for byte (same result id); expired on
 the rest are called with retries (backoff, ``Retry-After``, rate limits and the circuit breaker
 from :mod:`bridge.egress.policy`), and the outcome is published before the command counts as done.
 An unexpected exception while running one command becomes that command's failed result and
-releases the breaker's probe if it held it. Ordering, concurrency and offsets are the
-consumer's business, not this module's.
+releases the breaker's probe if it held it. A record Kafka refuses for good is final: a bounded
+dead letter or a minimal result takes its place (else it is dropped and counted). Every wait
+ends at once when the command is halted (stop, or its partition revoked). Ordering,
+concurrency and offsets are the consumer's business, not this module's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from bridge.api.client import SpotlerClient
 from bridge.contract.records import Record, Topics
 from bridge.core.backoff import Backoff, full_jitter
 from bridge.core.config import EgressSettings
-from bridge.core.errors import ApiError, InvalidCommand, PublishError
+from bridge.core.errors import ApiError, InvalidCommand, PublishError, RecordRejected
 from bridge.egress import commands
 from bridge.egress.commands import Command, Kind, Position
 from bridge.egress.policy import CircuitBreaker, CircuitState, RateLimiter
@@ -38,7 +40,8 @@ log = structlog.get_logger(__name__)
 
 
 class Aborted(Exception):
-    """Shutdown interrupted a command before its result was durable: leave it uncommitted."""
+    """Shutdown or a revocation interrupted a command before its result was durable: leave it
+    uncommitted (the next owner of its partition runs it)."""
 
 
 class CompletedResults:
@@ -118,12 +121,25 @@ class CommandRunner:
         return time.monotonic() - min(self._failing.values()) if self._failing else 0.0
 
     async def run(
-        self, position: Position, kind: Kind, raw: bytes | None, command: Command | InvalidCommand
+        self,
+        position: Position,
+        kind: Kind,
+        raw: bytes | None,
+        command: Command | InvalidCommand,
+        halt: asyncio.Event | None = None,
     ) -> str:
+        """Run one command to its result. ``halt`` (set on stop or when the command's partition
+        is revoked; the stop event when not given) ends every wait at once with
+        :class:`Aborted`: the command is then not finished and must not be committed."""
+        halt = self._stop if halt is None else halt
         if isinstance(command, InvalidCommand):
             command_id = commands.salvage_id(raw, position)
             await self._publish(
-                commands.deadletter_record(self._topics, raw, position, command.reason)
+                commands.deadletter_record(self._topics, raw, position, command.reason),
+                halt,
+                lambda _, refused: commands.deadletter_record(
+                    self._topics, raw, position, command.reason, refused=refused
+                ),
             )
             await self._finish(
                 command_id, kind, None, None, 0, position, reason=f"invalid: {command.reason}"
@@ -137,7 +153,7 @@ class CommandRunner:
             return "deadletter"
         previous = self._completed.get(kind, command.id)
         if previous is not None:
-            await self._publish(previous)  # the same result again: same id, same bytes
+            await self._publish(previous, halt)  # the same result again: same id, same bytes
             log.info("command", outcome="duplicate", command_id=command.id, kind=kind)
             return "duplicate"
         age = time.time() - position.timestamp_ms / 1000.0
@@ -148,7 +164,7 @@ class CommandRunner:
             log.info("command", outcome="expired", command_id=command.id, age_s=round(age))
             return "expired"
         try:
-            attempts, response, error = await self._call(command)
+            attempts, response, error = await self._call(command, halt)
         except (Aborted, asyncio.CancelledError):
             raise
         except Exception as exc:  # a bug: this command fails, the direction goes on
@@ -173,7 +189,7 @@ class CommandRunner:
             response=response,
             error=error,
         )
-        await self._publish(record)
+        record = await self._publish(record, halt, commands.minimal_result)
         self._completed.add(kind, command.id, record)
         outcome = "succeeded" if error is None else "failed"
         log.info(
@@ -187,7 +203,9 @@ class CommandRunner:
         )
         return outcome
 
-    async def _call(self, command: Command) -> tuple[int, dict[str, Any] | None, ApiError | None]:
+    async def _call(
+        self, command: Command, halt: asyncio.Event
+    ) -> tuple[int, dict[str, Any] | None, ApiError | None]:
         deadline = time.monotonic() + self._s.retry_deadline
         attempt = 0
         call = (
@@ -196,12 +214,16 @@ class CommandRunner:
             else self._api.update_conversation
         )
         while True:
-            probe = await self.breaker.allow()
+            probe = False
             try:
-                await self._limiter.acquire(command.channel)
+                # Each wait ends at once on halt; a halted command never calls late.
+                probe = await self.breaker.allow(halt)
+                await self._limiter.acquire(command.channel, halt)
                 # The bound is on calls in progress: backoff sleeps and result publishing
                 # hold no slot, so other conversations use it meanwhile.
                 async with self._slots:
+                    if halt.is_set():
+                        raise Aborted
                     attempt += 1
                     response = await call(
                         command.channel, command.contact, command.body, request_id=command.id
@@ -225,7 +247,7 @@ class CommandRunner:
                 if time.monotonic() + delay > deadline:
                     return attempt, None, exc
                 self._metrics.retries.labels(command.kind).inc()
-                await self._sleep(delay)
+                await self._sleep(delay, halt)
                 continue
             except BaseException:
                 self.breaker.release(probe)  # never leave the breaker waiting for this probe
@@ -233,11 +255,11 @@ class CommandRunner:
             self.breaker.success()
             return attempt, response, None
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but give up at once when shutting down (the command is then redelivered)."""
+    async def _sleep(self, seconds: float, halt: asyncio.Event) -> None:
+        """Sleep, but give up at once when halted (the command is then redelivered)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                await self._stop.wait()
+                await halt.wait()
                 raise Aborted
 
     async def _finish(
@@ -251,7 +273,8 @@ class CommandRunner:
         **outcome: Any,
     ) -> None:
         await self._publish(
-            self._result(command_id, kind, channel, contact, attempts, position, **outcome)
+            self._result(command_id, kind, channel, contact, attempts, position, **outcome),
+            replace=commands.minimal_result,
         )
 
     def _result(
@@ -275,8 +298,19 @@ class CommandRunner:
             **outcome,
         )
 
-    async def _publish(self, record: Record) -> None:
-        """Publish until Kafka acknowledges; during shutdown give up after a few tries."""
+    async def _publish(
+        self,
+        record: Record,
+        halt: asyncio.Event | None = None,
+        replace: Callable[[Record, str], Record] | None = None,
+    ) -> Record:
+        """Publish until Kafka acknowledges; when halted give up after a few tries.
+
+        A record Kafka refuses for good is final, never retried: ``replace`` builds the small
+        record published in its place (a bounded dead letter, a minimal result); when that is
+        refused too, or there is none, the record is dropped (logged and counted). Returns
+        the record that was published."""
+        halt = self._stop if halt is None else halt
         retry = Backoff(0.2, 5.0)
         token = next(self._tokens)
         try:
@@ -284,11 +318,25 @@ class CommandRunner:
                 try:
                     # no timeout of ours: the producer acknowledges or fails within its bound
                     await self._publisher.publish(record)
-                    return
+                    return record
+                except RecordRejected as exc:
+                    log.error(
+                        "egress.record_refused",
+                        topic=record.topic,
+                        event_id=record.event_id,
+                        size=len(record.value),
+                        error=str(exc),
+                    )
+                    if replace is None:
+                        self._metrics.child(self._metrics.records_set_aside, "dropped").inc()
+                        return record
+                    outcome = "deadletter" if record.label == "deadletter" else "minimal_result"
+                    self._metrics.child(self._metrics.records_set_aside, outcome).inc()
+                    record, replace = replace(record, str(exc)), None
                 except PublishError as exc:
                     self._failing.setdefault(token, time.monotonic())
                     delay = retry.next()
-                    if self._stop.is_set() and retry.failures >= 3:
+                    if halt.is_set() and retry.failures >= 3:
                         raise Aborted from exc
                     log.warning("egress.publish_failed", topic=record.topic, error=str(exc))
                     await asyncio.sleep(delay)

@@ -247,7 +247,8 @@ class Metrics:
         self.records_set_aside = Counter(
             p + "records_set_aside",
             "Records Kafka refused for good, by what took their place (deadletter: a small dead "
-            "letter; dropped: the dead letter was refused too).",
+            "letter; minimal_result: a command result without the platform's response; dropped: "
+            "the replacement was refused too).",
             ["outcome"],
             registry=r,
         )
@@ -307,6 +308,14 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.commands_uncommitted = Gauge(
+            p + "commands_uncommitted",
+            "Command records taken off a partition and not yet committed: the oldest unfinished "
+            "one and every record behind it, per topic and partition. The partition is paused "
+            "while this is at the window (10000): memory stays bounded behind a stuck command.",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.commands_in_flight = Gauge(
             p + "commands_in_flight", "Commands taken off Kafka and not yet finished.", registry=r
         )
@@ -346,7 +355,7 @@ class Metrics:
             self.spool_drain_attempts.labels(outcome)
         for reason in SPOOL_SET_ASIDE_REASONS:
             self.spool_set_aside.labels(reason)
-        for outcome in ("deadletter", "dropped"):
+        for outcome in ("deadletter", "minimal_result", "dropped"):
             self.records_set_aside.labels(outcome)
         for outcome in ("ok", "unauthorized", "timeout", "unreachable", "server_error", "error"):
             self.channel_list_refreshes.labels(outcome)

@@ -86,6 +86,9 @@ Checks that JSON Schema cannot express; `helm template`/`helm install` stop with
 {{- if lt (float64 $v.terminationGracePeriodSeconds) (float64 $need) -}}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must be at least shutdownTimeout + 5%s = %v, or Kubernetes kills the bridge before it has spooled or committed its in-flight work" $v.terminationGracePeriodSeconds (ternary " + ingress.preStopSleepSeconds" "" $v.ingress.enabled) $need) -}}
 {{- end -}}
+{{- if and $v.egress.enabled (ge (float64 $v.egress.circuitOpenSeconds) (float64 $v.shutdownTimeout)) -}}
+{{- fail (printf "egress.circuitOpenSeconds (%v) must be shorter than shutdownTimeout (%v): a breaker open that long outlasts a graceful stop" $v.egress.circuitOpenSeconds $v.shutdownTimeout) -}}
+{{- end -}}
 {{- if and $v.ingress.enabled (eq $v.webhook.auth "token") (not $v.secrets.webhookTokens.name) -}}
 {{- fail "secrets.webhookTokens.name is required for ingress (or set webhook.auth=none to accept unauthenticated webhooks on purpose)" -}}
 {{- end -}}
