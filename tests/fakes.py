@@ -13,7 +13,7 @@ from bridge.contract.records import Record
 
 
 class InMemoryPublisher:
-    """A :class:`~bridge.kafka.producer.SessionPublisher` that keeps records in a list.
+    """A :class:`~bridge.kafka.publisher.SessionPublisher` that keeps records in a list.
 
     ``fail_with`` makes every publish raise it; ``failures`` makes only the next N raise.
     """

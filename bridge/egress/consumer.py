@@ -53,7 +53,8 @@ from bridge.egress.commands import Command, Kind, Position
 from bridge.egress.offsets import WINDOW, OffsetTracker
 from bridge.egress.policy import CircuitState
 from bridge.egress.runner import Aborted, CommandRunner
-from bridge.kafka.producer import Publisher, client_options, start_with_retry
+from bridge.kafka.connect import client_options, start_with_retry
+from bridge.kafka.publisher import Publisher
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)

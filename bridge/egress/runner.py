@@ -33,7 +33,7 @@ from bridge.egress import commands
 from bridge.egress.commands import Command, Kind, Position
 from bridge.egress.policy import CircuitBreaker, CircuitState, RateLimiter
 from bridge.egress.retry_after import RetryAfterCap
-from bridge.kafka.producer import Publisher
+from bridge.kafka.publisher import Publisher
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)

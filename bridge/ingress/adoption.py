@@ -36,7 +36,7 @@ import structlog
 from bridge.core.config import SpoolSettings
 from bridge.ingress import segments
 from bridge.ingress.spool import Spool
-from bridge.kafka.producer import SessionPublisher
+from bridge.kafka.publisher import SessionPublisher
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)

@@ -25,7 +25,7 @@ from bridge.ingress import segments
 from bridge.ingress.frames import MAX_PAYLOAD, decode, scan
 from bridge.ingress.segments import DiskFault, Segment, write_mark
 from bridge.ingress.setaside import set_aside
-from bridge.kafka.producer import Publisher, SessionPublisher
+from bridge.kafka.publisher import Publisher, SessionPublisher
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)

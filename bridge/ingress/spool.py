@@ -46,7 +46,7 @@ from bridge.ingress.segments import DiskFault as _DiskFault
 from bridge.ingress.segments import Segment as _Segment
 from bridge.ingress.segments import write_all as _write_all
 from bridge.ingress.segments import write_file as _write_file
-from bridge.kafka.producer import Publisher
+from bridge.kafka.publisher import Publisher
 from bridge.telemetry.metrics import Metrics
 
 __all__ = [

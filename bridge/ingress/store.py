@@ -26,7 +26,7 @@ from bridge.contract.records import Record
 from bridge.core.errors import PublishError, RecordRejected
 from bridge.ingress.setaside import set_aside
 from bridge.ingress.spool import FrameTooLarge, Spool
-from bridge.kafka.producer import Publisher
+from bridge.kafka.publisher import Publisher
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)

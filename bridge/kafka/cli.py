@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from bridge.contract.records import Topics
 from bridge.core.config import Settings
-from bridge.kafka.producer import client_options
+from bridge.kafka.connect import client_options
 
 
 def default_topics(topics: Topics) -> list[str]:

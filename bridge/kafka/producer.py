@@ -26,9 +26,9 @@ Group commit (issue 13): records are not sent one by one. Each partition has a l
 appends the records of concurrent callers to one batch and hands the batches to aiokafka in
 order (``send_batch``); one acknowledgement resolves every caller of a batch. How long a caller
 waits is kept by :class:`Deadlines` (one timer per distinct limit, not one per call).
-:func:`make_publisher` returns this publisher, or the optional librdkafka one
-(:mod:`bridge.kafka.rdkafka`, ``BRIDGE_KAFKA_CLIENT=librdkafka``).
-The broker-free fake publisher for tests is in ``tests/fakes.py``.
+:func:`bridge.kafka.publisher.make_publisher` returns this publisher, or the optional librdkafka
+one (:mod:`bridge.kafka.rdkafka`); connecting is :mod:`bridge.kafka.connect`'s, the session
+bookkeeping both share :mod:`bridge.kafka.sessions`'.
 """
 
 from __future__ import annotations
@@ -36,15 +36,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ssl
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.conn import create_conn
 from aiokafka.errors import (
     CorruptRecordException,
     InvalidTimestampError,
@@ -53,27 +50,22 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
-    SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
     UnsupportedForMessageFormatError,
-    UnsupportedSaslMechanismError,
 )
-from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from bridge.contract.records import Record
 from bridge.core.backoff import Backoff
 from bridge.core.config import KafkaSettings
-from bridge.core.errors import ConfigError, PublishError, PublishTimeout, RecordRejected
+from bridge.core.errors import PublishError, PublishTimeout, RecordRejected
+from bridge.kafka.connect import RECONNECT_MAX, client_options, start_with_retry
+from bridge.kafka.lanes import Batch, Lane
+from bridge.kafka.sessions import Deadlines, SessionKeeper, settle
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
-
-#: The longest wait between connection attempts of the producer, and between sessions that
-#: ended without an acknowledgement: a new session starts within this time of Kafka's return.
-RECONNECT_MAX = 2.0
 
 #: Kafka refused the record itself: sending it again cannot succeed.
 REFUSED: tuple[type[KafkaError], ...] = (
@@ -86,173 +78,6 @@ REFUSED: tuple[type[KafkaError], ...] = (
     TopicAuthorizationFailedError,
     UnsupportedForMessageFormatError,
 )
-
-
-class Publisher(Protocol):
-    """Where ingress and egress put records. ``publish`` returns once Kafka acknowledged."""
-
-    @property
-    def connected(self) -> bool:
-        """True from the first successful start until close.
-
-        A broker lost later does not clear it: a publish then fails or times out
-        (:class:`~bridge.core.errors.PublishError`) while Kafka is away.
-        """
-        ...
-
-    async def publish(self, record: Record, *, timeout: float | None = None) -> None: ...
-
-
-class SessionPublisher(Publisher, Protocol):
-    """A :class:`Publisher` that says when a new producer session starts, so that a retry loop
-    (the spool drain) resends at once instead of sleeping out a backoff grown while Kafka was
-    away."""
-
-    @property
-    def session(self) -> int:
-        """The working session's number (a new one at each start); 0 while there is none."""
-        ...
-
-    async def until_new_session(self, seen: int, timeout: float) -> bool:
-        """Wait until a working session other than ``seen`` exists (True), at most ``timeout``
-        seconds (False)."""
-        ...
-
-
-class ManagedPublisher(SessionPublisher, Protocol):
-    """A :class:`SessionPublisher` the process runs: :meth:`run_connect` keeps a working
-    session until cancelled, :meth:`close` flushes and disconnects."""
-
-    async def run_connect(self) -> None: ...
-
-    async def close(self, flush_timeout: float = 10.0) -> None: ...
-
-
-def make_publisher(
-    kafka: KafkaSettings, metrics: Metrics, *, max_request_size: int
-) -> ManagedPublisher:
-    """The publisher ``BRIDGE_KAFKA_CLIENT`` names: aiokafka's (the default) or librdkafka's."""
-    if kafka.client == "librdkafka":
-        try:
-            from bridge.kafka.rdkafka import RdKafkaPublisher
-        except ImportError:
-            raise ConfigError(
-                [
-                    "BRIDGE_KAFKA_CLIENT=librdkafka: confluent-kafka is not installed "
-                    "(pip install 'spotler-bridge[rdkafka]')"
-                ]
-            ) from None
-        return RdKafkaPublisher(kafka, metrics, max_request_size=max_request_size)
-    return KafkaPublisher(kafka, metrics, max_request_size=max_request_size)
-
-
-def client_options(kafka: KafkaSettings) -> dict[str, Any]:
-    """Connection and security options shared by the producer and the consumer."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers,
-        "security_protocol": kafka.security_protocol,
-        "client_id": "spotler-bridge",
-    }
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        try:
-            options["ssl_context"] = create_ssl_context(cafile=kafka.ssl_cafile)
-        except OSError as exc:  # missing file, or not PEM certificates (ssl.SSLError)
-            raise ConfigError(
-                [f"BRIDGE_KAFKA_SSL_CAFILE: cannot load {kafka.ssl_cafile!r} as a CA bundle: {exc}"]
-            ) from None
-    if kafka.security_protocol.startswith("SASL_"):
-        options["sasl_mechanism"] = kafka.sasl_mechanism
-        options["sasl_plain_username"] = kafka.sasl_username
-        options["sasl_plain_password"] = (
-            kafka.sasl_password.reveal() if kafka.sasl_password else None
-        )
-    return options
-
-
-class KafkaRefused(ConfigError):
-    """The brokers refuse this client for good (credentials, TLS trust): retrying cannot help."""
-
-
-async def refusal(kafka: KafkaSettings) -> str | None:
-    """Why the brokers refuse these settings, naming the variable to fix; None if they do not.
-
-    aiokafka's start only says "Unable to bootstrap"; one direct connection to each bootstrap
-    server tells a refusal (the certificate is not trusted, the credentials are rejected) from
-    a broker that is away or slow (``None``: worth retrying).
-    """
-    if kafka.security_protocol == "PLAINTEXT":
-        return None
-    options = client_options(kafka)
-    for server in kafka.bootstrap_servers.split(","):
-        host, _, port = server.strip().rpartition(":")
-        if not host or not port.isdigit():
-            continue
-        try:
-            conn = await asyncio.wait_for(
-                create_conn(
-                    host.strip("[]"),
-                    int(port),
-                    client_id=options["client_id"],
-                    ssl_context=options.get("ssl_context"),
-                    security_protocol=kafka.security_protocol,
-                    sasl_mechanism=options.get("sasl_mechanism", "PLAIN"),
-                    sasl_plain_username=options.get("sasl_plain_username"),
-                    sasl_plain_password=options.get("sasl_plain_password"),
-                ),
-                timeout=10,
-            )
-        except ssl.SSLCertVerificationError as exc:
-            return (
-                f"BRIDGE_KAFKA_SSL_CAFILE: the certificate of {server.strip()} is not trusted "
-                f"({exc.verify_message}); set it to the CA bundle that signed the brokers' "
-                f"certificates (now {kafka.ssl_cafile or 'unset: the system CAs'})"
-            )
-        except SaslAuthenticationFailed as exc:
-            return (
-                f"BRIDGE_KAFKA_SASL_USERNAME / BRIDGE_KAFKA_SASL_PASSWORD: {server.strip()} "
-                f"rejected user {kafka.sasl_username!r} with {kafka.sasl_mechanism} ({exc})"
-            )
-        except UnsupportedSaslMechanismError as exc:
-            return f"BRIDGE_KAFKA_SASL_MECHANISM: {server.strip()}: {exc}"
-        except (KafkaError, OSError, TimeoutError):
-            continue  # away, slow, or not speaking TLS yet: retry
-        conn.close()
-    return None
-
-
-async def start_with_retry(
-    make: Callable[[], T], what: str, retry_max: float = 10.0, *, kafka: KafkaSettings | None = None
-) -> T:
-    """Make and start an aiokafka client, again and again with backoff until one starts.
-
-    A client whose start failed is stopped before the next try (it holds connections). With
-    ``kafka``, a failure the brokers will repeat forever (:func:`refusal`) is not retried: it is
-    logged naming the variable to fix and raised as :class:`KafkaRefused`.
-    """
-    retry = Backoff(0.2, retry_max)
-    while True:
-        try:
-            client: Any = make()
-        except ConfigError as exc:  # e.g. an unreadable CA file
-            log.error(f"{what}.misconfigured", error="; ".join(exc.problems))
-            raise
-        try:
-            await client.start()
-        except (KafkaError, OSError) as exc:
-            await client.stop()
-            problem = await refusal(kafka) if kafka is not None else None
-            if problem is not None:
-                log.error(f"{what}.refused", error=problem)
-                raise KafkaRefused([problem]) from None
-            delay = retry.next()
-            log.warning(f"{what}.connect_failed", error=str(exc), retry_in=round(delay, 1))
-            await asyncio.sleep(delay)
-            continue
-        except BaseException:
-            await client.stop()
-            raise
-        started: T = client
-        return started
 
 
 class CachedPartitioner:
@@ -295,7 +120,7 @@ class _Session:
         self.pending: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self.ended: str | None = None
         self.acknowledged = False
-        self.lanes: dict[tuple[str, int], _Lane] = {}
+        self.lanes: dict[tuple[str, int], Lane] = {}
 
     def track(self, future: asyncio.Future[Any], now: float) -> None:
         self.pending.append((now, future))
@@ -339,164 +164,11 @@ class _Session:
             await asyncio.wait(tasks)
 
 
-#: Records appended to one batch builder, and the futures of their callers, in order.
-_Batch = tuple[Any, list["asyncio.Future[None]"]]
-
-
-class _Lane:
-    """Group commit for one partition: the records of concurrent callers go into one batch.
-
-    Records are appended to an open batch builder as they come; one task per lane hands the
-    builders to the producer in order (``send_batch`` waits while the partition's previous
-    batch is not yet on its way), so every record that arrives while a batch is queued or in
-    flight joins the next one. One future per batch from aiokafka instead of one per record:
-    that is where the per-record cost of ``send`` goes (issue 13). Order within the partition
-    is the order of :meth:`append`; each batch keeps the size limit of ``max_batch_size``.
-    """
-
-    __slots__ = ("builder", "full", "partition", "task", "topic", "waiters")
-
-    def __init__(self, topic: str, partition: int) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.builder: Any = None
-        self.waiters: list[asyncio.Future[None]] = []
-        self.full: deque[_Batch] = deque()
-        self.task: asyncio.Task[None] | None = None
-
-    def append(
-        self,
-        producer: Any,
-        key: bytes | None,
-        value: bytes,
-        headers: list[tuple[str, bytes]],
-        waiter: asyncio.Future[None],
-    ) -> None:
-        builder = self.builder
-        if builder is None:
-            builder = self.builder = producer.create_batch()
-        if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
-            self.full.append((builder, self.waiters))  # full, and closed by aiokafka
-            builder = self.builder = producer.create_batch()
-            self.waiters = []
-            builder.append(timestamp=None, key=key, value=value, headers=headers)  # fits: first
-        self.waiters.append(waiter)
-
-    def take(self) -> _Batch | None:
-        if self.full:
-            return self.full.popleft()
-        if self.builder is None:
-            return None
-        batch = self.builder, self.waiters
-        self.builder, self.waiters = None, []
-        return batch
-
-    def fail(self, exc: BaseException) -> None:
-        while (batch := self.take()) is not None:
-            settle(batch[1], exc)
-
-
-def settle(waiters: list[asyncio.Future[None]], exc: BaseException | None) -> None:
-    """Resolve the callers of one batch: all acknowledged, or all failed with ``exc``."""
-    for waiter in waiters:
-        if not waiter.done():  # a caller that stopped waiting cancelled its own future
-            if exc is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(exc)
-
-
 def _batch_done(waiters: list[asyncio.Future[None]], future: asyncio.Future[Any]) -> None:
     if future.cancelled():
         settle(waiters, SessionEnded("the batch was cancelled"))
     else:
         settle(waiters, future.exception())
-
-
-class _Numbered(Protocol):
-    number: int
-    ended: str | None
-
-
-S = TypeVar("S", bound=_Numbered)
-
-
-class SessionKeeper(Generic[S]):
-    """What both publishers keep about their producer sessions: the working one, how many were
-    started, and the announcement of a new one that :meth:`until_new_session` waits for."""
-
-    def __init__(self) -> None:
-        self._session: S | None = None
-        self._sessions = 0  # sessions started so far: the next one's number is this + 1
-        self._started = asyncio.Event()  # set (and replaced) when a session starts
-        self._connected = False
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    @property
-    def session(self) -> int:
-        session = self._session
-        return session.number if session is not None and session.ended is None else 0
-
-    async def until_new_session(self, seen: int, timeout: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while self.session in (0, seen):
-                    await self._started.wait()  # this session's event: a later start sets it
-                return True
-        return False
-
-    def _announce(self, session: S) -> None:
-        """``session`` works: it is the one publishes go to, and waiters learn of it."""
-        self._session = session
-        self._connected = True
-        self._started.set()
-        self._started = asyncio.Event()
-
-
-class Deadlines:
-    """How long callers wait, without a timer per call: one timer per distinct limit.
-
-    Callers with the same limit expire in the order they came, so each limit keeps a FIFO of
-    ``(deadline, future)`` and one timer for its oldest entry. A future still waiting at its
-    deadline gets :class:`TimeoutError`; one answered (or given up) before is skipped.
-    """
-
-    def __init__(self) -> None:
-        self._queues: dict[float, deque[tuple[float, asyncio.Future[None]]]] = {}
-        self._timers: dict[float, asyncio.TimerHandle] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        # Looked up once: asyncio.get_running_loop() costs a getpid() system call on 3.11.
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        return self._loop
-
-    def add(self, future: asyncio.Future[None], timeout: float) -> None:
-        loop = self.loop
-        deadline = loop.time() + timeout
-        queue = self._queues.get(timeout)
-        if queue is None:
-            queue = self._queues[timeout] = deque()
-        queue.append((deadline, future))
-        if timeout not in self._timers:
-            self._timers[timeout] = loop.call_at(deadline, self._expire, timeout)
-
-    def _expire(self, timeout: float) -> None:
-        queue = self._queues[timeout]
-        now = self.loop.time()
-        while queue and queue[0][0] <= now:
-            future = queue.popleft()[1]
-            if not future.done():
-                future.set_exception(TimeoutError())
-        if queue:
-            self._timers[timeout] = self.loop.call_at(queue[0][0], self._expire, timeout)
-        else:
-            del self._timers[timeout], self._queues[timeout]
 
 
 class KafkaPublisher(SessionKeeper[_Session]):
@@ -660,7 +332,7 @@ class KafkaPublisher(SessionKeeper[_Session]):
         partition = self._partitioner(record.key, all_partitions, available)
         lane = session.lanes.get((record.topic, partition))
         if lane is None:
-            lane = session.lanes[record.topic, partition] = _Lane(record.topic, partition)
+            lane = session.lanes[record.topic, partition] = Lane(record.topic, partition)
         loop = self._deadlines.loop
         waiter: asyncio.Future[None] = loop.create_future()
         lane.append(producer, record.key, record.value, headers, waiter)
@@ -668,11 +340,11 @@ class KafkaPublisher(SessionKeeper[_Session]):
             lane.task = loop.create_task(self._run_lane(session, lane))
         return waiter
 
-    async def _run_lane(self, session: _Session, lane: _Lane) -> None:
+    async def _run_lane(self, session: _Session, lane: Lane) -> None:
         """Hand the lane's batches to the producer, one after the other, until it is empty."""
         producer: Any = session.producer
         loop = asyncio.get_running_loop()
-        batch: _Batch | None = None
+        batch: Batch | None = None
         try:
             while (batch := lane.take()) is not None:
                 builder, waiters = batch
@@ -704,7 +376,7 @@ class KafkaPublisher(SessionKeeper[_Session]):
 
     @staticmethod
     def _hand_over_failed(
-        session: _Session, lane: _Lane, waiters: list[asyncio.Future[None]], exc: BaseException
+        session: _Session, lane: Lane, waiters: list[asyncio.Future[None]], exc: BaseException
     ) -> None:
         """A batch was not handed over: it fails, and so does everything queued behind it in
         the lane, and the session ends. Sending the later batches would put them in Kafka

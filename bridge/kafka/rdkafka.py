@@ -34,13 +34,8 @@ from bridge.contract.records import Record
 from bridge.core.backoff import Backoff
 from bridge.core.config import KafkaSettings
 from bridge.core.errors import PublishError, PublishTimeout, RecordRejected
-from bridge.kafka.producer import (
-    RECONNECT_MAX,
-    Deadlines,
-    KafkaRefused,
-    SessionKeeper,
-    refusal,
-)
+from bridge.kafka.connect import RECONNECT_MAX, KafkaRefused, refusal
+from bridge.kafka.sessions import Deadlines, SessionKeeper
 from bridge.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -158,7 +153,7 @@ def _resolve(batch: list[tuple[asyncio.Future[None], KafkaError | None]]) -> Non
 
 class RdKafkaPublisher(SessionKeeper[_Session]):
     """The process's librdkafka producer: :meth:`run_connect` keeps a working session,
-    :meth:`close` flushes and stops it. A :class:`~bridge.kafka.producer.SessionPublisher`."""
+    :meth:`close` flushes and stops it. A :class:`~bridge.kafka.publisher.SessionPublisher`."""
 
     def __init__(
         self, kafka: KafkaSettings, metrics: Metrics, *, max_request_size: int = 4 * 1024**2

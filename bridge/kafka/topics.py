@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from bridge.contract.records import Topics
 from bridge.core.config import Settings
-from bridge.kafka.producer import client_options
+from bridge.kafka.connect import client_options
 
 #: Headroom beyond twice the body: the CloudEvent envelope, the normalized data, headers.
 RECORD_OVERHEAD = 64 * 1024

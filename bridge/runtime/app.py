@@ -35,7 +35,7 @@ from bridge.ingress.adoption import Adopter, claim, unlock
 from bridge.ingress.spool import Spool
 from bridge.ingress.store import Durable
 from bridge.ingress.webhook import make_webhook_app
-from bridge.kafka.producer import ManagedPublisher, make_publisher
+from bridge.kafka.publisher import ManagedPublisher, make_publisher
 from bridge.runtime import channel_list
 from bridge.runtime.ops import Health, OpsSite, make_ops_app
 from bridge.telemetry import logs

@@ -23,7 +23,7 @@ from bridge.core.config import Settings
 from bridge.ingress import segments
 from bridge.ingress.adoption import LOCK, Busy, lock, owner_alive, unlock
 from bridge.ingress.spool import Spool
-from bridge.kafka.producer import make_publisher
+from bridge.kafka.publisher import make_publisher
 from bridge.telemetry.metrics import Metrics
 
 

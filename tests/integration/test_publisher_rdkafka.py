@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from bridge.contract.records import Record
 from bridge.core.config import KafkaSettings
 from bridge.core.errors import PublishError, PublishTimeout, RecordRejected
-from bridge.kafka.producer import make_publisher
+from bridge.kafka.publisher import make_publisher
 from bridge.kafka.rdkafka import RdKafkaPublisher
 from bridge.telemetry.metrics import Metrics
 from tests.integration.procs import consume

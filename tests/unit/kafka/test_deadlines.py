@@ -7,7 +7,7 @@ import functools
 
 import pytest
 
-from bridge.kafka.producer import Deadlines
+from bridge.kafka.sessions import Deadlines
 
 
 async def test_a_waiter_still_waiting_at_its_deadline_gets_timeout_error() -> None:
