@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
-from bridge.core.config import Secret
+from bridge.core.parsers import Secret
 
 
 def bearer_token(header: str) -> str | None:

@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
-from bridge.core.config import Role, Secret, Settings
+from bridge.core.config import Role, Settings
 from bridge.core.errors import ConfigError
+from bridge.core.parsers import Secret
 from bridge.telemetry import logs
 
 COMMANDS = {

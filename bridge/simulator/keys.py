@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from bridge.core.config import Secret
+from bridge.core.parsers import Secret
 from bridge.simulator import rules
 from bridge.simulator.checks import is_jid
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from bridge.core.config import Secret
 from bridge.core.errors import ConfigError
+from bridge.core.parsers import Secret
 from bridge.simulator.checks import is_http_url, is_jid
 from bridge.simulator.keys import ApiKey, parse_keys
 

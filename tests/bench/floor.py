@@ -16,7 +16,8 @@ import uvloop
 from aiohttp import web
 
 from bridge.contract.records import Record, Topics
-from bridge.core.config import IngressSettings, Secret
+from bridge.core.config import IngressSettings
+from bridge.core.parsers import Secret
 from bridge.ingress.webhook import make_webhook_app
 from bridge.telemetry import logs
 from bridge.telemetry.metrics import Metrics

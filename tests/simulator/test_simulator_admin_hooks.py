@@ -16,8 +16,8 @@ import yarl
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bridge.core.config import Secret
 from bridge.core.errors import ConfigError
+from bridge.core.parsers import Secret
 from bridge.simulator import SimulatorSettings
 from tests.simulator.conftest import MakeSim
 

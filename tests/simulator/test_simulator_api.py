@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bridge.core.config import Secret
+from bridge.core.parsers import Secret
 from bridge.simulator.keys import ApiKey
 from tests import samples
 

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.core.config import Secret
+from bridge.core.parsers import Secret
 from bridge.simulator import SimulatorSettings, make_simulator_app
 from bridge.simulator.keys import ApiKey
 

@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bridge.core.config import Secret
 from bridge.core.errors import ConfigError
+from bridge.core.parsers import Secret
 from bridge.simulator import SimulatorSettings
 from bridge.simulator.keys import ApiKey
 from tests import samples

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.core.auth import authorized, bearer_token
-from bridge.core.config import Secret
+from bridge.core.parsers import Secret
 
 TOKENS = (Secret("new-token-0123456789"), Secret("old-token-0123456789"))
 

@@ -9,8 +9,9 @@ from dataclasses import fields, is_dataclass
 import orjson
 import pytest
 
-from bridge.core.config import Secret, Settings
+from bridge.core.config import Settings
 from bridge.core.errors import ConfigError
+from bridge.core.parsers import Secret
 
 
 def test_defaults_match_the_design() -> None:

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from bridge.core.config import Settings, is_loopback_url, variables
+from bridge.core.config import Settings, variables
 from bridge.core.errors import ConfigError
+from bridge.core.parsers import is_loopback_url
 
 
 def problems(environ: dict[str, str], role: str | None = None) -> list[str]:

@@ -14,8 +14,9 @@ from aiohttp import web
 
 from bridge.api.client import SpotlerClient
 from bridge.contract.records import Topics
-from bridge.core.config import ApiSettings, EgressSettings, Secret
+from bridge.core.config import ApiSettings, EgressSettings
 from bridge.core.errors import InvalidCommand
+from bridge.core.parsers import Secret
 from bridge.egress import commands
 from bridge.egress.commands import Command, Kind, Position
 from bridge.egress.runner import CommandRunner

@@ -12,8 +12,9 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import generate_latest
 
 from bridge.contract.records import Record, Topics
-from bridge.core.config import IngressSettings, Secret
+from bridge.core.config import IngressSettings
 from bridge.core.errors import PublishTimeout
+from bridge.core.parsers import Secret
 from bridge.ingress.webhook import make_webhook_app
 from bridge.telemetry.metrics import Metrics
 from tests import samples

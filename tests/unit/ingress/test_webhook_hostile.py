@@ -19,7 +19,8 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import generate_latest
 
 from bridge.contract.records import Record, Topics
-from bridge.core.config import IngressSettings, Secret
+from bridge.core.config import IngressSettings
+from bridge.core.parsers import Secret
 from bridge.ingress.webhook import make_webhook_app
 from bridge.telemetry.metrics import Metrics
 from tests import samples
