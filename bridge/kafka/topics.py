@@ -40,6 +40,7 @@ class TopicSpec:
     partitions: int
     replication: int
     max_message_bytes: int | None
+    configs: tuple[tuple[str, str], ...] = ()  # further topic configs, e.g. cleanup.policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,17 @@ def wanted(settings: Settings) -> list[TopicSpec]:
     specs = [TopicSpec(n, p.topic_partitions, p.topic_replication, large) for n in carrying]
     commands = [topics.send_message, topics.update_conversation]
     specs += [TopicSpec(n, p.topic_partitions, p.topic_replication, None) for n in commands]
+    # Delivery status (docs/status.md): the send log keeps a day more than the status window;
+    # the status topic is compacted (latest record per command = its state).
+    keep = str(int((settings.status.window + 86400) * 1000))
+    specs.append(
+        TopicSpec(topics.sent, p.topic_partitions, p.topic_replication, None,
+                  (("cleanup.policy", "delete"), ("retention.ms", keep)))
+    )  # fmt: skip
+    specs.append(
+        TopicSpec(topics.status, p.topic_partitions, p.topic_replication, None,
+                  (("cleanup.policy", "compact"),))
+    )  # fmt: skip
     return specs
 
 
@@ -131,6 +143,7 @@ async def create(admin: AIOKafkaAdminClient, specs: Iterable[TopicSpec]) -> list
         configs: dict[str, Any] = {}
         if spec.max_message_bytes:
             configs["max.message.bytes"] = str(spec.max_message_bytes)
+        configs.update(spec.configs)
         topic = NewTopic(spec.name, spec.partitions, spec.replication, topic_configs=configs)
         try:
             response = await admin.create_topics([topic])

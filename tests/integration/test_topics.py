@@ -23,7 +23,7 @@ EVENT_TYPES = (
     "message", "echo", "receipt", "postback", "handover", "label", "note", "template_pack",
     "typing", "custom", "revoke", "unknown", "deadletter",
 )  # fmt: skip
-COMMAND_TOPICS = ("send-message", "update-conversation", "results", "deadletter")
+COMMAND_TOPICS = ("send-message", "update-conversation", "results", "deadletter", "sent", "status")
 
 
 def all_topics(prefix: str) -> set[str]:

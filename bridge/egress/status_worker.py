@@ -1,0 +1,227 @@
+"""The status worker: the send log and the receipts, joined into ``P.commands.status``.
+
+Owns the Kafka side of delivery status (docs/status.md). One consumer group
+(``BRIDGE_STATUS_GROUP_ID``, a member in every egress process) reads ``P.commands.sent`` and
+``P.events.receipt``, both keyed by conversation and with the same partition count, with the
+range assignor: partition ``n`` of both topics goes to the same member, which is then the only
+writer of the status of the commands of those conversations. Each partition number has its own
+:class:`~bridge.egress.status_join.StatusJoin`.
+
+State is rebuilt, never stored: on assignment each partition is read again from the start of the
+window (``BRIDGE_STATUS_WINDOW``, by timestamp) up to the group's committed offset without
+writing anything, then records from the committed offset on are live. Status records of a batch
+are acknowledged by Kafka before its offsets are committed (at least once: after a crash a
+status record can be written again, with the same id). Records of one command are published in
+order, one after the other. The receipt topic itself is never held up: ingress publishes
+receipts whatever this worker does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from bridge.contract.records import Record, Topics
+from bridge.contract.status import parse_receipt, parse_send_log, status_record
+from bridge.core.backoff import Backoff
+from bridge.core.config import Settings
+from bridge.core.errors import PublishError
+from bridge.egress.status_join import Change, StatusJoin
+from bridge.kafka.producer import Publisher, client_options, start_with_retry
+from bridge.telemetry.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+
+class StatusWorker:
+    def __init__(self, settings: Settings, metrics: Metrics, publisher: Publisher) -> None:
+        self._s = settings.status
+        self._kafka = settings.kafka
+        self._topics = Topics(settings.kafka.topic_prefix)
+        self._m = metrics.status
+        self._publisher = publisher
+        self._stop = asyncio.Event()
+        self._joins: dict[int, StatusJoin] = {}
+        self._live_from: dict[TopicPartition, int] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self.assigned = False
+
+    async def run(self) -> None:
+        def make() -> AIOKafkaConsumer:
+            consumer = AIOKafkaConsumer(
+                group_id=self._s.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                partition_assignment_strategy=(RangePartitionAssignor,),
+                **client_options(self._kafka),
+            )
+            consumer.subscribe(
+                [self._topics.sent, self._topics.event("receipt")], listener=_Listener(self)
+            )
+            self._consumer = consumer  # the first assignment comes while it starts
+            return consumer
+
+        consumer: AIOKafkaConsumer = await start_with_retry(make, "status", kafka=self._kafka)
+        log.info("status.started", group=self._s.group_id)
+        try:
+            while not self._stop.is_set():
+                batch = await consumer.getmany(timeout_ms=300, max_records=1000)
+                await self._handle(batch)
+                await self._commit()
+        finally:
+            await self._commit()
+            await consumer.stop()
+            log.info("status.stopped")
+
+    async def stop(self) -> None:
+        self._stop.set()
+
+    async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        now = time.time()
+        out: dict[bytes, list[tuple[Record, Change]]] = defaultdict(list)
+        for tp, records in batch.items():
+            join = self._joins.get(tp.partition)
+            if join is None:
+                continue  # revoked meanwhile
+            live_from = self._live_from.get(tp, 0)
+            for record in records:
+                live = record.offset >= live_from
+                for change in self._feed(join, tp.topic, record.value, now, live):
+                    if live:
+                        status = self._status(change, now)
+                        out[status.key or b""].append((status, change))
+            self._positions[tp] = records[-1].offset + 1
+        unmatched = sum(join.expire(now) for join in self._joins.values())
+        if unmatched:
+            self._m.receipts.labels("unmatched").inc(unmatched)
+        await asyncio.gather(*(self._publish_in_order(items) for items in out.values()))
+        self._m.entries.set(sum(len(j) for j in self._joins.values()))
+        self._m.pending.set(sum(j.pending for j in self._joins.values()))
+
+    def _feed(
+        self, join: StatusJoin, topic: str, value: bytes | None, now: float, live: bool
+    ) -> list[Change]:
+        if topic == self._topics.sent:
+            entry = parse_send_log(value)
+            if entry is None:
+                if live:
+                    log.warning("status.unreadable_send_log_record")
+                return []
+            evicted = join.evicted
+            changes = join.on_send(entry, now)
+            if live:
+                self._m.evicted.inc(join.evicted - evicted)
+                waited = sum(c.receipt for c in changes)  # receipts that came before the send
+                if waited:
+                    self._m.receipts.labels("matched").inc(waited)
+            return changes
+        receipt = parse_receipt(value)
+        if receipt is None:
+            if live:
+                self._m.receipts.labels("unusable").inc()
+            return []
+        outcome, change = join.on_receipt(receipt, now)
+        if live and outcome != "pending":
+            self._m.receipts.labels(outcome).inc()
+        return [change] if change is not None else []
+
+    def _status(self, change: Change, now: float) -> Record:
+        tracked = change.tracked
+        delivery = tracked.delivery
+        received = delivery.received_at
+        if change.reached is not None and change.at is not None and received is not None:
+            self._m.delivery.labels(change.reached).observe(max(0.0, change.at - received))
+        record = status_record(self._topics, delivery, tracked.channel, tracked.contact, now)
+        self._m.records.labels(record.label).inc()
+        return record
+
+    async def _publish_in_order(self, items: list[tuple[Record, Change]]) -> None:
+        for record, _change in items:
+            retry = Backoff(0.2, 5.0)
+            while True:
+                try:
+                    await self._publisher.publish(record)
+                    break
+                except PublishError as exc:
+                    if self._stop.is_set() and retry.failures >= 3:
+                        raise
+                    log.warning("status.publish_failed", error=str(exc))
+                    await asyncio.sleep(retry.next())
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        consumer = self._consumer
+        offsets = {
+            tp: OffsetAndMetadata(pos, "")
+            for tp, pos in self._positions.items()
+            if only is None or tp in only
+        }
+        if consumer is None or not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:  # a later commit covers it; the records are read again
+            log.warning("status.commit_failed", error=str(exc))
+            return
+        for tp in offsets:
+            if self._positions.get(tp) == offsets[tp].offset:
+                del self._positions[tp]
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._commit(only=revoked)
+        for tp in revoked:
+            self._live_from.pop(tp, None)
+            self._positions.pop(tp, None)
+        kept = {tp.partition for tp in self._live_from}
+        for number in list(self._joins):
+            if number not in kept:
+                del self._joins[number]
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Rebuild the joins of new partitions: replay the window up to the committed offset."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        sent = {tp.partition for tp in assigned if tp.topic == self._topics.sent}
+        receipts = {tp.partition for tp in assigned if tp.topic != self._topics.sent}
+        if sent != receipts:
+            log.error(
+                "status.not_copartitioned",
+                hint="P.commands.sent and P.events.receipt need the same partition count",
+                sent=sorted(sent),
+                receipts=sorted(receipts),
+            )
+        horizon_ms = int((time.time() - self._s.window) * 1000)
+        for tp in assigned:
+            self._joins.setdefault(
+                tp.partition, StatusJoin(self._s.window, self._s.max_entries, self._s.grace)
+            )
+            committed = await consumer.committed(tp)
+            if committed is None:
+                self._live_from[tp] = 0
+                continue
+            found = await consumer.offsets_for_times({tp: horizon_ms})
+            start = found[tp].offset if found.get(tp) is not None else committed
+            consumer.seek(tp, min(start, committed))
+            self._live_from[tp] = committed
+        self.assigned = True
+        log.info("status.assigned", partitions=sorted(f"{t.topic}/{t.partition}" for t in assigned))
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: StatusWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._worker.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._worker.on_assigned(set(assigned))

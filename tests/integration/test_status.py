@@ -1,0 +1,174 @@
+"""Delivery status per command (issue 22, docs/status.md) on the real broker with the simulator.
+
+A ``bridge serve`` process (ingress and egress with its status worker) and the simulator, whose
+receipts come back to the ingress as webhooks. Expectations come from DESIGN.md's topic table
+(``P.commands.status``: compacted, keyed by command, sent then delivered / read / failed, never
+backwards) and issue 22; the simulator's receipt statuses are its own (``delivered``, ``read``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+
+from bridge.contract.records import Topics
+from tests.integration.procs import (
+    TOKEN,
+    BridgeProcess,
+    ProcessFactory,
+    Simulator,
+    consume,
+    eventually,
+    post,
+    produce,
+    start_simulator,
+    value,
+)
+from tests.integration.test_egress import CHANNEL, contact, send
+
+pytestmark = pytest.mark.kafka
+
+ORDER = {"sent": 0, "failed": 1, "delivered": 2, "read": 3}  # issue 22: never backwards
+
+
+async def start_loop(
+    procs: ProcessFactory, kafka: str, prefix: str, **sim_env: str
+) -> tuple[BridgeProcess, Simulator]:
+    """``bridge serve`` and a simulator that sends its webhooks (receipts) to it."""
+    bridge = procs.make(
+        "serve",
+        BRIDGE_KAFKA_BOOTSTRAP_SERVERS=kafka,
+        BRIDGE_TOPIC_PREFIX=prefix,
+        BRIDGE_SPOTLER_API_KEY="sim-key",
+        BRIDGE_EGRESS_GROUP_ID=f"{prefix}-egress",
+        BRIDGE_STATUS_GROUP_ID=f"{prefix}-status",
+        BRIDGE_WEBHOOK_TOKENS=TOKEN,
+        BRIDGE_CHANNELS=CHANNEL,
+        BRIDGE_EGRESS_RATE_LIMIT="0",
+        BRIDGE_EGRESS_CHANNEL_RATE_LIMIT="0",
+    )
+    sim = await start_simulator(
+        procs,
+        SIMULATOR_WEBHOOK_URL=f"{bridge.url}/webhooks",
+        SIMULATOR_WEBHOOK_HEADERS=orjson.dumps({"Authorization": f"Bearer {TOKEN}"}).decode(),
+        **sim_env,
+    )
+    bridge.env["BRIDGE_SPOTLER_API_URL"] = sim.api_url
+    await bridge.start()
+    await bridge.wait_ready(timeout=60)
+    return bridge, sim
+
+
+async def statuses(kafka: str, prefix: str, count: int, timeout: float = 60) -> list[Any]:
+    """Status records in the order of their partition (per key that is their order)."""
+    records = await consume(kafka, [Topics(prefix).status], count=count, timeout=timeout)
+    records.sort(key=lambda r: (r.partition, r.offset))
+    return records
+
+
+def by_command(records: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        event = value(record)
+        assert record.key == f"send-message/{event['data']['commandId']}".encode()
+        found.setdefault(event["data"]["commandId"], []).append(event)
+    return found
+
+
+def monotone(events: list[dict[str, Any]]) -> bool:
+    ranks = [ORDER[e["data"]["state"]] for e in events]
+    return ranks == sorted(ranks)
+
+
+async def test_a_send_becomes_sent_delivered_read(procs, kafka, prefix) -> None:
+    """The plain path: one command; its status records are sent, delivered, read in this order,
+    keyed by command, naming the message id of its result; the receipts name the command
+    (they come 1.5 s after the send here: ingress names a receipt whose send it already read)."""
+    await start_loop(procs, kafka, prefix, SIMULATOR_RECEIPT_DELAY="1.5")
+    topics = Topics(prefix)
+    await produce(kafka, topics.send_message, [send("st-1", contact(1))])
+    records = await statuses(kafka, prefix, 3)
+    [(command_id, events)] = by_command(records).items()
+    assert command_id == "st-1"
+    assert [e["data"]["state"] for e in events] == ["sent", "delivered", "read"]
+    assert all(e["type"] == "im.eazy.command.status" for e in events)
+    [result] = await consume(kafka, [topics.results], count=1)
+    message_id = value(result)["data"]["messageId"]
+    assert {e["data"]["messageId"] for e in events} == {message_id}
+    last = events[-1]["data"]
+    assert [h["state"] for h in last["history"]] == ["sent", "delivered", "read"]
+    assert [h["status"] for h in last["history"][1:]] == ["delivered", "read"]
+    assert last["channelJid"] == CHANNEL
+    assert last["contactJid"] == contact(1)
+    receipts = [value(r) for r in await consume(kafka, [topics.event("receipt")], count=2)]
+    assert [r["commandid"] for r in receipts] == ["st-1"] * 2
+    assert [r["data"]["commandId"] for r in receipts] == ["st-1"] * 2
+
+
+async def test_a_refused_send_is_failed(procs, kafka, prefix) -> None:
+    """A send the platform refuses for good (1005) is ``failed`` on the status topic."""
+    _, sim = await start_loop(procs, kafka, prefix)
+    await sim.faults(failNext=1, errorStatus=400, errorCode=1005)
+    await produce(kafka, Topics(prefix).send_message, [send("st-bad", contact(2))])
+    [record] = await statuses(kafka, prefix, 1)
+    data = value(record)["data"]
+    assert (data["commandId"], data["state"], data["messageId"]) == ("st-bad", "failed", None)
+
+
+async def test_bad_receipts_pass_through_and_never_stall_the_join(procs, kafka, prefix) -> None:
+    """Receipts without a message id, with a number, a huge or a control-character id, an
+    unknown status, or an id the bridge never sent: each is published unchanged on the receipt
+    topic and counted, and a real send after them still goes sent -> delivered -> read."""
+    bridge, _ = await start_loop(procs, kafka, prefix, SIMULATOR_RECEIPT_DELAY="1.5")
+
+    def receipt(message: Any) -> bytes:
+        body = {"type": "receipt", "version": 2, "timestamp": 1700000000,
+                "from": {"jid": contact(9)}, "to": CHANNEL, "message": message}  # fmt: skip
+        return orjson.dumps(body)
+
+    bad = [
+        {"status": "delivered"},
+        {"id": 12345, "status": "delivered"},
+        {"id": "x" * 5000, "status": "delivered"},
+        {"id": "ab\ncd", "status": "read"},
+        {"id": uuid.uuid4().hex, "status": "delivered"},  # not sent through the bridge
+        {"id": uuid.uuid4().hex, "status": "on-the-moon"},
+        {"id": uuid.uuid4().hex, "status": ["read"]},
+    ]
+    for message in bad:
+        status, _ = await post(f"{bridge.url}/webhooks", receipt(message))
+        assert status == 200
+    await produce(kafka, Topics(prefix).send_message, [send("st-after", contact(3))])
+    events = by_command(await statuses(kafka, prefix, 3))["st-after"]
+    assert [e["data"]["state"] for e in events] == ["sent", "delivered", "read"]
+    receipts = await consume(kafka, [Topics(prefix).event("receipt")], count=len(bad) + 2)
+    unnamed = [value(r) for r in receipts if "commandid" not in value(r)]
+    assert len(unnamed) == len(bad)
+
+    async def counted() -> bool:
+        text = await bridge.metrics()
+        return (
+            'spotler_bridge_status_receipts_total{outcome="unusable"} 4.0' in text
+            and 'spotler_bridge_status_receipts_total{outcome="matched"} 2.0' in text
+        )
+
+    await eventually(counted, timeout=20)
+
+
+async def test_status_survives_a_restart_without_going_back(procs, kafka, prefix) -> None:
+    """SIGKILL of the bridge after a command was read: a new process rebuilds the state from
+    the window and the later receipts continue it; no record goes backwards."""
+    bridge, _ = await start_loop(procs, kafka, prefix, SIMULATOR_RECEIPT_DELAY="2")
+    await produce(kafka, Topics(prefix).send_message, [send("st-k", contact(4))])
+    await statuses(kafka, prefix, 1)
+    await bridge.kill()
+    bridge.env["BRIDGE_OPS_PORT"] = str(bridge.ops_port)
+    await bridge.start()
+    await bridge.wait_ready(timeout=60)
+    records = await statuses(kafka, prefix, 3, timeout=60)
+    events = by_command(records)["st-k"]
+    assert events[-1]["data"]["state"] == "read"
+    assert monotone(events)
