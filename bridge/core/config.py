@@ -369,7 +369,7 @@ class StatusSettings:
         "BRIDGE_STATUS_WINDOW", 7 * 86400.0, number(60.0), "seconds of sends kept for receipts"
     )
     max_entries: int = setting(
-        "BRIDGE_STATUS_MAX_ENTRIES", 250_000, integer(100), "sends kept per process, at most"
+        "BRIDGE_STATUS_MAX_ENTRIES", 150_000, integer(100), "sends kept per process, at most"
     )
     grace: float = setting(
         "BRIDGE_STATUS_GRACE", 600.0, number(0.1), "seconds a receipt waits for its send"

@@ -1,4 +1,4 @@
-"""Command line: ``bridge serve|ingress|egress|simulator|config|tail|produce`` and the
+"""Command line: ``bridge serve|ingress|egress|simulator|config|tail|produce|status`` and the
 platform lifecycle: ``bridge channels``, ``webhooks sync|list``, ``topics ensure``, ``doctor``.
 
 Reads the environment once into :class:`~bridge.core.config.Settings`, configures logging, and hands
@@ -34,6 +34,7 @@ COMMANDS = {
     "webhooks": "sync: register BRIDGE_PUBLIC_URL as every channel's webhook; list: show them",
     "topics": "ensure: create the bridge's topics; report those that fall short",
     "doctor": "check Kafka, topics, the API key and scope, channels, webhooks, the public URL",
+    "status": "one command's delivery history from the status topic (docs/status.md)",
 }
 
 
@@ -55,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.add_argument("action", choices=("sync", "list"))
             command.add_argument("--dry-run", action="store_true", help="print the plan only")
             command.add_argument("--prune", action="store_true", help="delete extra webhooks")
+        if name == "status":
+            command.add_argument("command_id", metavar="COMMAND_ID")
+            command.add_argument("--kind", default="send-message", help="the command's kind")
+            command.add_argument("--json", action="store_true", help="print the latest record")
         if name == "topics":
             command.add_argument("action", choices=("ensure",))
             command.add_argument("--dry-run", action="store_true", help="print the plan only")
@@ -97,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bridge.kafka.cli import produce
 
         return _run(produce(settings, args.topic, sys.stdin.readlines()))
+
+    if args.command == "status":
+        from bridge.kafka.status_cli import show
+
+        return _run(show(settings, args.command_id, args.kind, as_json=args.json, out=sys.stdout))
 
     if args.command in ("channels", "webhooks", "topics", "doctor"):
         return _lifecycle(settings, args)

@@ -8,6 +8,8 @@ backwards) and issue 22; the simulator's receipt statuses are its own (``deliver
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
 from typing import Any
 
@@ -87,7 +89,7 @@ async def test_a_send_becomes_sent_delivered_read(procs, kafka, prefix) -> None:
     """The plain path: one command; its status records are sent, delivered, read in this order,
     keyed by command, naming the message id of its result; the receipts name the command
     (they come 1.5 s after the send here: ingress names a receipt whose send it already read)."""
-    await start_loop(procs, kafka, prefix, SIMULATOR_RECEIPT_DELAY="1.5")
+    bridge, _ = await start_loop(procs, kafka, prefix, SIMULATOR_RECEIPT_DELAY="1.5")
     topics = Topics(prefix)
     await produce(kafka, topics.send_message, [send("st-1", contact(1))])
     records = await statuses(kafka, prefix, 3)
@@ -106,6 +108,24 @@ async def test_a_send_becomes_sent_delivered_read(procs, kafka, prefix) -> None:
     receipts = [value(r) for r in await consume(kafka, [topics.event("receipt")], count=2)]
     assert [r["commandid"] for r in receipts] == ["st-1"] * 2
     assert [r["data"]["commandId"] for r in receipts] == ["st-1"] * 2
+    code, out = await bridge_command("status", "st-1", env=bridge.env)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert "state read" in lines[0]
+    assert message_id in lines[0]
+    assert [line.split()[1] for line in lines[1:]] == ["sent", "delivered", "read"]
+    code, out = await bridge_command("status", "no-such-command", env=bridge.env)
+    assert code == 1, out
+
+
+async def bridge_command(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
 
 
 async def test_a_refused_send_is_failed(procs, kafka, prefix) -> None:
