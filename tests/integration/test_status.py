@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from bridge.contract.records import Topics
 from tests.integration.procs import (
@@ -37,7 +38,11 @@ ORDER = {"sent": 0, "failed": 1, "delivered": 2, "read": 3}  # issue 22: never b
 
 
 async def start_loop(
-    procs: ProcessFactory, kafka: str, prefix: str, **sim_env: str
+    procs: ProcessFactory,
+    kafka: str,
+    prefix: str,
+    bridge_env: dict[str, str] | None = None,
+    **sim_env: str,
 ) -> tuple[BridgeProcess, Simulator]:
     """``bridge serve`` and a simulator that sends its webhooks (receipts) to it."""
     bridge = procs.make(
@@ -51,6 +56,7 @@ async def start_loop(
         BRIDGE_CHANNELS=CHANNEL,
         BRIDGE_EGRESS_RATE_LIMIT="0",
         BRIDGE_EGRESS_CHANNEL_RATE_LIMIT="0",
+        **(bridge_env or {}),
     )
     sim = await start_simulator(
         procs,
@@ -64,9 +70,13 @@ async def start_loop(
     return bridge, sim
 
 
-async def statuses(kafka: str, prefix: str, count: int, timeout: float = 60) -> list[Any]:
+async def statuses(
+    kafka: str, prefix: str, count: int, timeout: float = 60, settle: float = 0.0
+) -> list[Any]:
     """Status records in the order of their partition (per key that is their order)."""
-    records = await consume(kafka, [Topics(prefix).status], count=count, timeout=timeout)
+    records = await consume(
+        kafka, [Topics(prefix).status], count=count, timeout=timeout, settle=settle
+    )
     records.sort(key=lambda r: (r.partition, r.offset))
     return records
 
@@ -192,3 +202,84 @@ async def test_status_survives_a_restart_without_going_back(procs, kafka, prefix
     events = by_command(records)["st-k"]
     assert events[-1]["data"]["state"] == "read"
     assert monotone(events)
+
+
+def final(truth: list[str]) -> str:
+    """The simulator's truth for a message, as the state it must end in (DESIGN.md: latest =
+    current state; the simulator's ``read`` comes only after ``delivered``)."""
+    return truth[-1]
+
+
+async def test_late_reversed_repeated_and_foreign_receipts(procs, kafka, prefix) -> None:
+    """40 sends over 8 conversations; the simulator fails some, reads some, reverses, repeats
+    and adds receipts for ids it never returned. Every command ends in the simulator's truth,
+    every command's records are monotone, the foreign receipts are counted unmatched."""
+    bridge, sim = await start_loop(procs, kafka, prefix, bridge_env={"BRIDGE_STATUS_GRACE": "3"})
+    await sim.admin("POST", "receipts", {
+        "delay": 0.2, "jitter": 0.5, "failRate": 0.2, "readRate": 0.6, "shuffleRate": 0.4,
+        "duplicateRate": 0.3, "foreignRate": 0.25, "seed": 22,
+    })  # fmt: skip
+    commands = [send(f"mix-{n}", contact(n % 8)) for n in range(40)]
+    await produce(kafka, Topics(prefix).send_message, commands)
+    results = {
+        value(r)["data"]["commandId"]: value(r)["data"]["messageId"]
+        for r in await consume(kafka, [Topics(prefix).results], count=40)
+    }
+    plan = await sim.admin("GET", "receipts")
+    want = {command: final(plan["truth"][mid]) for command, mid in results.items()}
+
+    async def settled() -> bool:
+        found = by_command(await statuses(kafka, prefix, 1, timeout=10, settle=1.0))
+        return {c: e[-1]["data"]["state"] for c, e in found.items()} == want
+
+    await eventually(settled, timeout=60)
+    found = by_command(await statuses(kafka, prefix, 1, timeout=10, settle=1.0))
+    assert all(monotone(events) for events in found.values())
+    foreign = len(plan["foreign"])
+    assert foreign > 0
+
+    async def counted() -> bool:
+        text = await bridge.metrics()
+        return f'spotler_bridge_status_receipts_total{{outcome="unmatched"}} {foreign}.0' in text
+
+    await eventually(counted, timeout=30)
+
+
+async def test_receipts_before_their_send_are_matched(procs, kafka, prefix) -> None:
+    """Receipts that reach the bridge before egress's send-log entry (written here by the test,
+    as egress would write it) wait and are matched once the entry comes, within the grace."""
+    bridge, _ = await start_loop(procs, kafka, prefix)
+    message_id = uuid.uuid4().hex
+    for status in ("read", "delivered"):
+        body = {"type": "receipt", "version": 2, "timestamp": 1700000000,
+                "from": {"jid": contact(5)}, "to": CHANNEL,
+                "message": {"id": message_id, "status": status}}  # fmt: skip
+        assert (await post(f"{bridge.url}/webhooks", orjson.dumps(body)))[0] == 200
+    receipts = await consume(kafka, [Topics(prefix).event("receipt")], count=2)
+    assert len(receipts) == 2
+    entry: dict[str, Any] = {
+        "specversion": "1.0", "id": f"sent/send-message/early-1/{message_id}",
+        "source": "/spotler-bridge/egress", "type": "im.eazy.command.sent",
+        "time": "2026-01-01T00:00:00.000Z", "datacontenttype": "application/json",
+        "data": {"commandId": "early-1", "command": "send-message", "channelJid": CHANNEL,
+                 "contactJid": contact(5), "state": "sent", "messageId": message_id,
+                 "sentAt": "2026-01-01T00:00:00.000Z", "commandReceivedAt": None},
+    }  # fmt: skip
+    entry["time"] = entry["data"]["sentAt"] = _now_iso()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await producer.start()
+    try:  # keyed by conversation, like the receipts (docs/status.md)
+        key = f"{CHANNEL}/{contact(5)}".encode()
+        await producer.send_and_wait(Topics(prefix).sent, orjson.dumps(entry), key=key)
+    finally:
+        await producer.stop()
+    events = by_command(await statuses(kafka, prefix, 3))["early-1"]
+    assert events[-1]["data"]["state"] == "read"
+    assert next(h["status"] for h in events[-1]["data"]["history"]) == "sent"
+    assert monotone(events)
+
+
+def _now_iso() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
