@@ -39,6 +39,7 @@ class Change:
     reached: str | None
     at: float | None
     receipt: bool = False  # the fact was a receipt (else the send log)
+    live: bool = True  # the fact's record is past the committed offset: write the change
 
 
 class StatusJoin:
@@ -46,7 +47,7 @@ class StatusJoin:
         self._window, self._max, self._grace = window, max_entries, grace
         self._by_message: OrderedDict[str, Tracked] = OrderedDict()
         self._by_command: dict[tuple[str, str], Tracked] = {}
-        self._pending: OrderedDict[str, list[tuple[Receipt, float]]] = OrderedDict()
+        self._pending: OrderedDict[str, list[tuple[Receipt, float, bool]]] = OrderedDict()
         self._pending_count = 0
         self.evicted = 0  # sends forgotten early because of the cap
 
@@ -57,18 +58,15 @@ class StatusJoin:
     def pending(self) -> int:
         return self._pending_count
 
-    def on_send(self, entry: SendEntry, now: float) -> list[Change]:
+    def on_send(self, entry: SendEntry, now: float, live: bool = True) -> list[Change]:
         """A send-log entry: a ``sent`` starts tracking (and matches waiting receipts)."""
         if entry.state == "failed" or entry.message_id is None:
             delivery = Delivery(entry.kind, entry.command_id, received_at=entry.received_at)
             delivery.add(
                 state="failed", status=entry.reason, at=iso_time(entry.at), source="egress"
             )
-            return [
-                Change(
-                    Tracked(delivery, entry.channel, entry.contact, entry.at), "failed", entry.at
-                )
-            ]
+            tracked = Tracked(delivery, entry.channel, entry.contact, entry.at)
+            return [Change(tracked, "failed", entry.at, live=live)]
         if entry.at and entry.at < now - self._window:
             return []  # too old to track: its receipts will not match
         key = (entry.kind, entry.command_id)
@@ -89,28 +87,31 @@ class StatusJoin:
             state="sent", status="sent", at=iso_time(entry.at), source="egress"
         ):
             reached = "sent" if before is None else None
-            changes.append(Change(tracked, reached, entry.at))
-        for receipt, _arrived in self._pending.pop(entry.message_id, []):
+            changes.append(Change(tracked, reached, entry.at, live=live))
+        # A waiting receipt's change is live when the receipt was, whatever the send was.
+        for receipt, _arrived, receipt_live in self._pending.pop(entry.message_id, []):
             self._pending_count -= 1
-            change = self._apply(tracked, receipt)
+            change = self._apply(tracked, receipt, receipt_live)
             if change is not None:
                 changes.append(change)
         self._evict(now)
         return changes
 
-    def on_receipt(self, receipt: Receipt, now: float) -> tuple[str, Change | None]:
+    def on_receipt(
+        self, receipt: Receipt, now: float, live: bool = True
+    ) -> tuple[str, Change | None]:
         """A receipt: ``(outcome, change)``; outcome is matched, pending, unusable or duplicate."""
         if receipt.message_id is None:
             return "unusable", None
         tracked = self._by_message.get(receipt.message_id)
         if tracked is None:
             waiting = self._pending.setdefault(receipt.message_id, [])
-            if any(r.event_id == receipt.event_id for r, _ in waiting):
+            if any(r.event_id == receipt.event_id for r, _, _ in waiting):
                 return "duplicate", None
-            waiting.append((receipt, now))
+            waiting.append((receipt, now, live))
             self._pending_count += 1
             return "pending", None
-        change = self._apply(tracked, receipt)
+        change = self._apply(tracked, receipt, live)
         return ("matched" if change is not None else "duplicate"), change
 
     def expire(self, now: float) -> int:
@@ -126,7 +127,7 @@ class StatusJoin:
         self._evict(now)
         return expired
 
-    def _apply(self, tracked: Tracked, receipt: Receipt) -> Change | None:
+    def _apply(self, tracked: Tracked, receipt: Receipt, live: bool) -> Change | None:
         delivery = tracked.delivery
         before = delivery.state
         state = state_of(receipt.status)
@@ -136,7 +137,9 @@ class StatusJoin:
         ):  # fmt: skip
             return None
         moved = delivery.state != before and delivery.state == state
-        return Change(tracked, state if moved else None, receipt.received_at, receipt=True)
+        return Change(
+            tracked, state if moved else None, receipt.received_at, receipt=True, live=live
+        )
 
     def _evict(self, now: float) -> None:
         horizon = now - self._window

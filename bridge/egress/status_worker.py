@@ -96,7 +96,7 @@ class StatusWorker:
             for record in records:
                 live = record.offset >= live_from
                 for change in self._feed(join, tp.topic, record.value, now, live):
-                    if live:
+                    if change.live:
                         status = self._status(change, now)
                         out[status.key or b""].append((status, change))
             self._positions[tp] = records[-1].offset + 1
@@ -117,19 +117,20 @@ class StatusWorker:
                     log.warning("status.unreadable_send_log_record")
                 return []
             evicted = join.evicted
-            changes = join.on_send(entry, now)
+            changes = join.on_send(entry, now, live)
             if live:
                 self._m.evicted.inc(join.evicted - evicted)
-                waited = sum(c.receipt for c in changes)  # receipts that came before the send
-                if waited:
-                    self._m.receipts.labels("matched").inc(waited)
+            # receipts that came before the send, counted when they were read live
+            waited = sum(c.receipt and c.live for c in changes)
+            if waited:
+                self._m.receipts.labels("matched").inc(waited)
             return changes
         receipt = parse_receipt(value)
         if receipt is None:
             if live:
                 self._m.receipts.labels("unusable").inc()
             return []
-        outcome, change = join.on_receipt(receipt, now)
+        outcome, change = join.on_receipt(receipt, now, live)
         if live and outcome != "pending":
             self._m.receipts.labels(outcome).inc()
         return [change] if change is not None else []

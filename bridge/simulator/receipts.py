@@ -41,6 +41,8 @@ class ReceiptPlan:
     #: message id -> the statuses it was given, in the order they were sent
     truth: dict[str, list[str]] = field(default_factory=dict)
     foreign: list[str] = field(default_factory=list)
+    #: message id -> the X-Request-Id header of the call that sent it (the caller's own id)
+    requests: dict[str, str] = field(default_factory=dict)
 
     def configure(self, body: dict[str, Any]) -> None:
         allowed = {"delay", "jitter", "seed", *_RATES}
@@ -96,6 +98,7 @@ class ReceiptPlan:
             "readRate": self.read_rate, "shuffleRate": self.shuffle_rate,
             "duplicateRate": self.duplicate_rate, "foreignRate": self.foreign_rate,
             "seed": self.seed, "truth": self.truth, "foreign": self.foreign,
+            "requests": self.requests,
         }  # fmt: skip
 
 

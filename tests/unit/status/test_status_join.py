@@ -81,3 +81,14 @@ def test_memory_stays_under_the_cap_with_200000_sends_in_the_window() -> None:
     assert join.evicted == 100_000
     per_send = held / len(join)
     assert per_send < 2500, f"{per_send:.0f} bytes per held send"
+
+
+def test_a_live_receipt_matched_by_a_replayed_send_is_live() -> None:
+    """After a restart the worker replays sends silently; a receipt read live that waited for
+    such a send must still be written (the SIGKILL scenario lost `read` records without this)."""
+    join = StatusJoin(window=3600, max_entries=100, grace=60)
+    join.on_receipt(receipt(3, "delivered"), NOW, live=False)
+    join.on_receipt(receipt(3, "read"), NOW, live=True)
+    changes = join.on_send(sent(3), NOW, live=False)
+    assert [(c.receipt, c.live) for c in changes] == [(False, False), (True, False), (True, True)]
+    assert changes[-1].tracked.delivery.state == "read"
