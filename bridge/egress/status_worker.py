@@ -51,6 +51,8 @@ class StatusWorker:
         self._stop = asyncio.Event()
         self._joins: dict[int, StatusJoin] = {}
         self._live_from: dict[TopicPartition, int] = {}
+        self._expect: dict[TopicPartition, int] = {}  # the next offset each partition must give
+        self._gaps: set[TopicPartition] = set()
         self._positions: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self.assigned = False
@@ -90,22 +92,44 @@ class StatusWorker:
         out: dict[bytes, list[tuple[Record, Change]]] = defaultdict(list)
         for tp, records in batch.items():
             join = self._joins.get(tp.partition)
-            if join is None:
-                continue  # revoked meanwhile
-            live_from = self._live_from.get(tp, 0)
+            records = self._in_sequence(tp, records)
+            if join is None or not records:
+                continue  # revoked meanwhile, or fetched before the replay's seek
+            live_from = self._live_from[tp]
             for record in records:
                 live = record.offset >= live_from
                 for change in self._feed(join, tp.topic, record.value, now, live):
                     if change.live:
                         status = self._status(change, now)
                         out[status.key or b""].append((status, change))
-            self._positions[tp] = records[-1].offset + 1
+            self._positions[tp] = self._expect[tp] = records[-1].offset + 1
         unmatched = sum(join.expire(now) for join in self._joins.values())
         if unmatched:
             self._m.receipts.labels("unmatched").inc(unmatched)
         await asyncio.gather(*(self._publish_in_order(items) for items in out.values()))
         self._m.entries.set(sum(len(j) for j in self._joins.values()))
         self._m.pending.set(sum(j.pending for j in self._joins.values()))
+
+    def _in_sequence(self, tp: TopicPartition, records: list[Any]) -> list[Any]:
+        """The records that continue where this partition's replay or last batch ended.
+
+        Records fetched from the committed offset before :meth:`on_assigned` moved the
+        partition back to the window would otherwise be taken live ahead of the replay (seen in
+        the SIGKILL scenario: a ``read`` replayed after a live ``delivered`` was never written).
+        A gap (a record removed by retention) is accepted the second time it shows.
+        """
+        expect = self._expect.get(tp)
+        if expect is None or not records:
+            return []
+        records = [r for r in records if r.offset >= expect]
+        if records and records[0].offset != expect:
+            if tp not in self._gaps and self._consumer is not None:
+                self._gaps.add(tp)
+                self._consumer.seek(tp, expect)
+                return []
+            log.warning("status.offset_gap", partition=str(tp), expected=expect)
+        self._gaps.discard(tp)
+        return records
 
     def _feed(
         self, join: StatusJoin, topic: str, value: bytes | None, now: float, live: bool
@@ -180,6 +204,7 @@ class StatusWorker:
         await self._commit(only=revoked)
         for tp in revoked:
             self._live_from.pop(tp, None)
+            self._expect.pop(tp, None)
             self._positions.pop(tp, None)
         kept = {tp.partition for tp in self._live_from}
         for number in list(self._joins):
@@ -201,18 +226,21 @@ class StatusWorker:
                 receipts=sorted(receipts),
             )
         horizon_ms = int((time.time() - self._s.window) * 1000)
+        consumer.pause(*assigned)  # nothing is taken until every partition is placed
         for tp in assigned:
             self._joins.setdefault(
                 tp.partition, StatusJoin(self._s.window, self._s.max_entries, self._s.grace)
             )
             committed = await consumer.committed(tp)
-            if committed is None:
-                self._live_from[tp] = 0
-                continue
-            found = await consumer.offsets_for_times({tp: horizon_ms})
-            start = found[tp].offset if found.get(tp) is not None else committed
-            consumer.seek(tp, min(start, committed))
+            if committed is None:  # a new group: everything is live, from the beginning
+                start = committed = (await consumer.beginning_offsets([tp]))[tp]
+            else:
+                found = await consumer.offsets_for_times({tp: horizon_ms})
+                start = min(found[tp].offset if found.get(tp) is not None else committed, committed)
+            consumer.seek(tp, start)
+            self._expect[tp] = start
             self._live_from[tp] = committed
+        consumer.resume(*assigned)
         self.assigned = True
         log.info("status.assigned", partitions=sorted(f"{t.topic}/{t.partition}" for t in assigned))
 
