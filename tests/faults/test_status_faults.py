@@ -2,7 +2,8 @@
 
 1,000 send-message commands over 50 conversations; one ingress and one egress process, the
 egress SIGKILLed once and restarted, a second egress joining (a rebalance of both the command
-consumer and the status worker), the ingress SIGKILLed once and restarted. The simulator fails
+consumer and the status worker; the last 400 commands are produced once it is ready, so it has
+work: it must send some), the ingress SIGKILLed once and restarted. The simulator fails
 some messages, leaves some unread, sends receipts late, reversed and twice. Expectations come
 from the simulator's truth (GET /_sim/receipts) and issue 22: every command's final status is
 the simulator's truth for its message, every command's status records are monotone
@@ -84,19 +85,23 @@ async def test_status_through_sigkills_and_a_second_egress(procs: ProcessFactory
 
     commands = [send(f"big-{n}", contact(n % CONVERSATIONS)) for n in range(COMMANDS)]
     started = time.monotonic()
-    await produce(kafka, Topics(prefix).send_message, commands)
+    await produce(kafka, Topics(prefix).send_message, commands[:600])
 
     await wait_results(kafka, prefix, 200, timeout=180)
     await first.kill()  # SIGKILL egress mid-run
     await restart(first)
-    await wait_results(kafka, prefix, 450, timeout=180)
+    await wait_results(kafka, prefix, 350, timeout=180)
     second = procs.make("egress", **egress_env)  # a second egress joins: rebalance
     await second.start()
+    await second.wait_ready(timeout=90)
+    await produce(kafka, Topics(prefix).send_message, commands[600:])
     await wait_results(kafka, prefix, 650, timeout=180)
     await ingress.kill()  # SIGKILL ingress while receipts keep coming
     await asyncio.sleep(1.0)
     await restart(ingress)
     await wait_results(kafka, prefix, COMMANDS, timeout=300)
+    done_by_second = sent_by(await second.metrics())
+    assert done_by_second > 0, "the second egress sent nothing: no rebalance under load"
 
     plan = await sim.admin("GET", "receipts")
     by_command: dict[str, list[str]] = {}
@@ -131,6 +136,15 @@ async def test_status_through_sigkills_and_a_second_egress(procs: ProcessFactory
     }
     sent = {(m, s) for m, statuses in plan["truth"].items() for s in statuses}
     assert sent <= seen, f"{len(sent - seen)} receipts never reached the receipt topic"
+
+
+def sent_by(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(
+            'spotler_bridge_commands_total{command="send-message",outcome="succeeded"}'
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 async def restart(proc: BridgeProcess) -> None:
