@@ -53,6 +53,7 @@ class StatusWorker:
         self._live_from: dict[TopicPartition, int] = {}
         self._expect: dict[TopicPartition, int] = {}  # the next offset each partition must give
         self._gaps: set[TopicPartition] = set()
+        self._logged: set[str] = set()  # kinds of bad record already logged (once each)
         self._positions: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self.assigned = False
@@ -138,7 +139,7 @@ class StatusWorker:
             entry = parse_send_log(value)
             if entry is None:
                 if live:
-                    log.warning("status.unreadable_send_log_record")
+                    self._log_once("unreadable_send_log_record")
                 return []
             evicted = join.evicted
             changes = join.on_send(entry, now, live)
@@ -153,11 +154,20 @@ class StatusWorker:
         if receipt is None:
             if live:
                 self._m.receipts.labels("unusable").inc()
+                self._log_once("not_a_cloudevent")
             return []
         outcome, change = join.on_receipt(receipt, now, live)
         if live and outcome != "pending":
             self._m.receipts.labels(outcome).inc()
+            if outcome == "unusable":
+                self._log_once("no_usable_message_id", event_id=receipt.event_id[:200])
         return [change] if change is not None else []
+
+    def _log_once(self, kind: str, **fields: Any) -> None:
+        """The first bad receipt of each kind is logged; the rest only counted (metrics)."""
+        if kind not in self._logged:
+            self._logged.add(kind)
+            log.warning("status.unusable_receipt", kind=kind, **fields)
 
     def _status(self, change: Change, now: float) -> Record:
         tracked = change.tracked

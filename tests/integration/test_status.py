@@ -186,6 +186,7 @@ async def test_bad_receipts_pass_through_and_never_stall_the_join(procs, kafka, 
         )
 
     await eventually(counted, timeout=20)
+    assert bridge.logs().count('"status.unusable_receipt"') == 1  # logged once, counted always
 
 
 async def test_status_survives_a_restart_without_going_back(procs, kafka, prefix) -> None:
