@@ -42,9 +42,20 @@ class Change:
     live: bool = True  # the fact's record is past the committed offset: write the change
 
 
+class Held:
+    """Sends held by all the joins of one process, against the process's cap."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.count = 0
+
+
 class StatusJoin:
-    def __init__(self, window: float, max_entries: int, grace: float) -> None:
+    def __init__(
+        self, window: float, max_entries: int, grace: float, held: Held | None = None
+    ) -> None:
         self._window, self._max, self._grace = window, max_entries, grace
+        self._held = held if held is not None else Held(max_entries)
         self._by_message: OrderedDict[str, Tracked] = OrderedDict()
         self._by_command: dict[tuple[str, str], Tracked] = {}
         self._pending: OrderedDict[str, list[tuple[Receipt, float, bool]]] = OrderedDict()
@@ -53,6 +64,14 @@ class StatusJoin:
 
     def __len__(self) -> int:
         return len(self._by_message)
+
+    def drop(self) -> None:
+        """Forget everything (the partition was revoked): its sends leave the process's count."""
+        self._held.count -= len(self._by_message)
+        self._by_message.clear()
+        self._by_command.clear()
+        self._pending.clear()
+        self._pending_count = 0
 
     @property
     def pending(self) -> int:
@@ -81,6 +100,7 @@ class StatusJoin:
             return []  # the same send again (a send log record read twice)
         tracked.delivery.message_id = entry.message_id
         self._by_message[entry.message_id] = tracked
+        self._held.count += 1
         changes = []
         before = tracked.delivery.state
         if tracked.delivery.add(
@@ -145,10 +165,11 @@ class StatusJoin:
         horizon = now - self._window
         while self._by_message:
             message_id, tracked = next(iter(self._by_message.items()))
-            over = len(self._by_message) > self._max
+            over = self._held.count > self._held.cap  # the process's cap, over all partitions
             if not over and tracked.sent_at >= horizon:
                 break
             del self._by_message[message_id]
+            self._held.count -= 1
             self.evicted += over
             key = (tracked.delivery.kind, tracked.delivery.command_id)
             if self._by_command.get(key) is tracked and tracked.delivery.message_id == message_id:

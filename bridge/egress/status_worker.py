@@ -34,7 +34,7 @@ from bridge.contract.status import parse_receipt, parse_send_log, status_record
 from bridge.core.backoff import Backoff
 from bridge.core.config import Settings
 from bridge.core.errors import PublishError
-from bridge.egress.status_join import Change, StatusJoin
+from bridge.egress.status_join import Change, Held, StatusJoin
 from bridge.kafka.producer import Publisher, client_options, start_with_retry
 from bridge.telemetry.metrics import Metrics
 
@@ -50,6 +50,7 @@ class StatusWorker:
         self._publisher = publisher
         self._stop = asyncio.Event()
         self._joins: dict[int, StatusJoin] = {}
+        self._held = Held(settings.status.max_entries)  # the cap is per process
         self._live_from: dict[TopicPartition, int] = {}
         self._expect: dict[TopicPartition, int] = {}  # the next offset each partition must give
         self._gaps: set[TopicPartition] = set()
@@ -219,7 +220,7 @@ class StatusWorker:
         kept = {tp.partition for tp in self._live_from}
         for number in list(self._joins):
             if number not in kept:
-                del self._joins[number]
+                self._joins.pop(number).drop()
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Rebuild the joins of new partitions: replay the window up to the committed offset."""
@@ -238,9 +239,10 @@ class StatusWorker:
         horizon_ms = int((time.time() - self._s.window) * 1000)
         consumer.pause(*assigned)  # nothing is taken until every partition is placed
         for tp in assigned:
-            self._joins.setdefault(
-                tp.partition, StatusJoin(self._s.window, self._s.max_entries, self._s.grace)
-            )
+            if tp.partition not in self._joins:
+                self._joins[tp.partition] = StatusJoin(
+                    self._s.window, self._s.max_entries, self._s.grace, self._held
+                )
             committed = await consumer.committed(tp)
             if committed is None:  # a new group: everything is live, from the beginning
                 start = committed = (await consumer.beginning_offsets([tp]))[tp]

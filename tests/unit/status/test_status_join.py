@@ -5,7 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 from bridge.contract.status import Receipt, SendEntry
-from bridge.egress.status_join import StatusJoin
+from bridge.egress.status_join import Held, StatusJoin
 
 NOW = 1_800_000_000.0
 
@@ -92,3 +92,15 @@ def test_a_live_receipt_matched_by_a_replayed_send_is_live() -> None:
     changes = join.on_send(sent(3), NOW, live=False)
     assert [(c.receipt, c.live) for c in changes] == [(False, False), (True, False), (True, True)]
     assert changes[-1].tracked.delivery.state == "read"
+
+
+def test_the_cap_holds_for_the_process_over_all_its_partitions() -> None:
+    """BRIDGE_STATUS_MAX_ENTRIES bounds a process, not each partition (the first real-broker
+    run held 3 x the cap with 3 partitions)."""
+    held = Held(10)
+    joins = [StatusJoin(3600, 10, 60, held) for _ in range(3)]
+    for n in range(30):
+        joins[n % 3].on_send(sent(n), NOW)
+    assert sum(len(j) for j in joins) == 10 == held.count
+    joins[0].drop()
+    assert held.count == sum(len(j) for j in joins[1:])
