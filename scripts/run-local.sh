@@ -15,6 +15,8 @@ export BRIDGE_TOPIC_REPLICATION=${BRIDGE_TOPIC_REPLICATION:-1}  # the local brok
 export SIMULATOR_API_KEYS=$BRIDGE_SPOTLER_API_KEY
 export SIMULATOR_WEBHOOK_URL=${SIMULATOR_WEBHOOK_URL:-http://127.0.0.1:${BRIDGE_HTTP_PORT:-8080}/webhooks}
 export SIMULATOR_WEBHOOK_HEADERS="{\"Authorization\": \"Bearer ${BRIDGE_WEBHOOK_TOKENS%%,*}\"}"
+# Receipts a second after each send: ingress has read the send log by then and names the command.
+export SIMULATOR_RECEIPT_DELAY=${SIMULATOR_RECEIPT_DELAY:-1}
 
 bash scripts/kafka.sh up
 # The topics first, so the first start finds them (no "Topic not found" on a fresh broker).

@@ -99,6 +99,16 @@ class Topics:
         return f"{self.prefix}.commands.results"
 
     @property
+    def status(self) -> str:
+        """Compacted, keyed by command: its delivery state (docs/status.md)."""
+        return f"{self.prefix}.commands.status"
+
+    @property
+    def sent(self) -> str:
+        """The send log: the egress's outcome of each send, keyed by conversation."""
+        return f"{self.prefix}.commands.sent"
+
+    @property
     def commands_deadletter(self) -> str:
         return f"{self.prefix}.commands.deadletter"
 

@@ -233,6 +233,27 @@ class EgressSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusSettings:
+    """Delivery status per command (docs/status.md): the send log's window and bounds."""
+
+    enabled: bool = setting(
+        "BRIDGE_STATUS_ENABLED", True, flag, "status worker in egress, receipt naming in ingress"
+    )
+    group_id: str = setting(
+        "BRIDGE_STATUS_GROUP_ID", "spotler-bridge-status", help="status worker consumer group"
+    )
+    window: float = setting(
+        "BRIDGE_STATUS_WINDOW", 7 * 86400.0, number(60.0), "seconds of sends kept for receipts"
+    )
+    max_entries: int = setting(
+        "BRIDGE_STATUS_MAX_ENTRIES", 150_000, integer(100), "sends kept per process, at most"
+    )
+    grace: float = setting(
+        "BRIDGE_STATUS_GRACE", 600.0, number(0.1), "seconds a receipt waits for its send"
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class PlatformSettings:
     """The platform side of a deployment: ``bridge topics ensure``, ``webhooks sync``, doctor."""
 
@@ -264,6 +285,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     egress: EgressSettings = field(default_factory=EgressSettings)
     platform: PlatformSettings = field(default_factory=PlatformSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
     ops_port: int = setting("BRIDGE_OPS_PORT", 9090, integer(0, 65535), "metrics and health")
     shutdown_timeout: float = setting(
         "BRIDGE_SHUTDOWN_TIMEOUT", 25.0, number(1.0), "seconds for a graceful stop"

@@ -29,7 +29,7 @@ from bridge.contract.records import Record, Topics
 from bridge.core.backoff import Backoff, full_jitter
 from bridge.core.config import EgressSettings
 from bridge.core.errors import ApiError, InvalidCommand, PublishError, RecordRejected
-from bridge.egress import commands
+from bridge.egress import commands, sendlog
 from bridge.egress.commands import Command, Kind, Position
 from bridge.egress.policy import CircuitBreaker, CircuitState, RateLimiter
 from bridge.egress.retry_after import RetryAfterCap
@@ -189,6 +189,10 @@ class CommandRunner:
             response=response,
             error=error,
         )
+        failed = None if error is None else f"platform error {error.status} {error.code}"
+        await self._log_send(
+            command.id, kind, command.channel, command.contact, position, response, failed
+        )
         record = await self._publish(record, halt, commands.minimal_result)
         self._completed.add(kind, command.id, record)
         outcome = "succeeded" if error is None else "failed"
@@ -272,10 +276,36 @@ class CommandRunner:
         position: Position,
         **outcome: Any,
     ) -> None:
+        reason = str(outcome.get("reason") or "failed")
+        await self._log_send(command_id, kind, channel, contact, position, None, reason)
         await self._publish(
             self._result(command_id, kind, channel, contact, attempts, position, **outcome),
             replace=commands.minimal_result,
         )
+
+    async def _log_send(
+        self,
+        command_id: str,
+        kind: str,
+        channel: str | None,
+        contact: str | None,
+        position: Position,
+        response: dict[str, Any] | None,
+        failed: str | None,
+    ) -> None:
+        """The send-log entry (docs/status.md), durable before the result that follows it."""
+        entry = sendlog.entry_record(
+            self._topics,
+            command_id=command_id,
+            kind=kind,
+            channel=channel,
+            contact=contact,
+            position=position,
+            response=response,
+            failed=failed,
+        )
+        if entry is not None:
+            await self._publish(entry)
 
     def _result(
         self,

@@ -87,8 +87,8 @@ class Intake:
     storing it twice.
     """
 
-    __slots__ = ("budget", "channels", "inflight", "loop", "metrics", "recent", "settings",
-                 "store", "tally", "topics")  # fmt: skip
+    __slots__ = ("budget", "channels", "inflight", "loop", "metrics", "names", "recent",
+                 "settings", "store", "tally", "topics")  # fmt: skip
 
     def __init__(
         self,
@@ -108,6 +108,8 @@ class Intake:
         self.budget = Budget(settings.max_inflight_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tally = Tally()
+        #: Names a receipt's command when its send is known (docs/status.md); None: off.
+        self.names: Callable[[Record], Record] | None = None
 
 
 INTAKE = web.AppKey("intake", Intake)
@@ -119,7 +121,9 @@ def make_webhook_app(
     metrics: Metrics,
     store: Store,
     channels: ChannelSet | None = None,
+    *,
     summary_interval: float = 10.0,
+    names: Callable[[Record], Record] | None = None,
 ) -> web.Application:
     """The webhook app. ``store`` is where records go (Kafka, or Kafka with the spool);
     ``channels`` the deployment's channel JIDs when known (they tell channel from contact);
@@ -131,6 +135,7 @@ def make_webhook_app(
         client_max_size=settings.max_body_bytes, handler_args={"auto_decompress": False}
     )
     intake = Intake(settings, topics, metrics, store, channels or ChannelSet())
+    intake.names = names
     app[INTAKE] = intake
     # Read when scraped, not set on every delivery.
     metrics.dedup_entries.set_function(intake.recent.__len__)
@@ -255,6 +260,8 @@ async def _admitted(request: web.Request, intake: Intake) -> tuple[web.Response,
             record = decode_and_normalize(*args)
     except TooLarge:
         return _too_large(metrics, settings), {"outcome": "rejected", "reason": "too_large"}
+    if intake.names is not None and record.label == "receipt":
+        record = intake.names(record)
     event_id = record.event_id
     fields: dict[str, object] = {"event_type": record.label, "event_id": event_id,
                                  "size": len(body)}  # fmt: skip

@@ -50,6 +50,7 @@ class TopicSpec:
     replication: int
     max_message_bytes: int | None
     min_insync: int | None = None
+    configs: tuple[tuple[str, str], ...] = ()  # further topic configs, e.g. cleanup.policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,17 @@ def wanted(settings: Settings) -> list[TopicSpec]:
     rf, insync = p.topic_replication, min_insync(p.topic_replication)
     specs = [TopicSpec(n, p.topic_partitions, rf, large, insync) for n in carrying]
     specs += [TopicSpec(n, p.topic_partitions, rf, None, insync) for n in commands]
+    # Delivery status (docs/status.md): the send log keeps a day more than the status window;
+    # the status topic is compacted (latest record per command = its state).
+    keep = str(int((settings.status.window + 86400) * 1000))
+    specs.append(
+        TopicSpec(topics.sent, p.topic_partitions, rf, None, insync,
+                  (("cleanup.policy", "delete"), ("retention.ms", keep)))
+    )  # fmt: skip
+    specs.append(
+        TopicSpec(topics.status, p.topic_partitions, rf, None, insync,
+                  (("cleanup.policy", "compact"),))
+    )  # fmt: skip
     return specs
 
 
@@ -155,6 +167,7 @@ async def create(admin: AIOKafkaAdminClient, specs: Iterable[TopicSpec]) -> list
             configs["max.message.bytes"] = str(spec.max_message_bytes)
         if spec.min_insync:
             configs["min.insync.replicas"] = str(spec.min_insync)
+        configs.update(spec.configs)
         topic = NewTopic(spec.name, spec.partitions, spec.replication, topic_configs=configs)
         try:
             response = await admin.create_topics([topic])

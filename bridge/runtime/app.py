@@ -19,9 +19,10 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -31,7 +32,9 @@ from bridge.contract.records import Topics
 from bridge.core.config import Role, Settings
 from bridge.core.errors import ConfigError
 from bridge.egress.consumer import CommandConsumer
+from bridge.egress.status_worker import StatusWorker
 from bridge.ingress.adoption import Adopter, claim, unlock
+from bridge.ingress.receipt_names import ReceiptNames
 from bridge.ingress.spool import Spool
 from bridge.ingress.store import Durable
 from bridge.ingress.webhook import make_webhook_app
@@ -69,6 +72,8 @@ def build(settings: Settings, role: Role) -> Parts:
     ops.cleanup_ctx.append(_publisher_ctx(publisher, health))
     if role in ("egress", "serve"):
         ops.cleanup_ctx.append(_egress_ctx(settings, metrics, publisher, health))
+        if settings.status.enabled:
+            ops.cleanup_ctx.append(_status_ctx(settings, metrics, publisher, health))
     webhook = None
     if role in ("ingress", "serve"):
         root = Path(settings.spool.dir)
@@ -86,7 +91,14 @@ def build(settings: Settings, role: Role) -> Parts:
         refresh = channel_list.refresher(settings, channels, metrics)
         if refresh is not None:  # not a readiness check: ingress never waits on the API
             ops.cleanup_ctx.append(refresh)
-        webhook = make_webhook_app(settings.ingress, topics, metrics, durable, channels)
+        names = None
+        if settings.status.enabled:  # receipts name their command (docs/status.md)
+            receipt_names = ReceiptNames(settings, metrics)
+            ops.cleanup_ctx.append(_task_ctx(receipt_names.run, "receipt-names", health))
+            names = receipt_names.name
+        webhook = make_webhook_app(
+            settings.ingress, topics, metrics, durable, channels, names=names
+        )
     return Parts(ops=ops, webhook=webhook, health=health, metrics=metrics)
 
 
@@ -184,6 +196,48 @@ def _egress_ctx(
                 except Exception:
                     log.exception("egress.failed")
             await api.close()
+
+    return ctx
+
+
+def _task_ctx(
+    run: Callable[[], Coroutine[Any, Any, None]], name: str, health: Health
+) -> CleanupCtx:
+    """A background task for the app's lifetime, watched by the health check."""
+
+    @contextlib.asynccontextmanager
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(run(), name=name)
+        health.tasks[name] = task
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return ctx
+
+
+def _status_ctx(
+    settings: Settings, metrics: Metrics, publisher: ManagedPublisher, health: Health
+) -> CleanupCtx:
+    @contextlib.asynccontextmanager
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        worker = StatusWorker(settings, metrics, publisher)
+        task = asyncio.create_task(worker.run(), name="status")
+        health.tasks["status"] = task
+        try:
+            yield
+        finally:
+            await worker.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    await task
+                except ConfigError:
+                    pass  # Kafka refused the settings: logged naming the variable to fix
+                except Exception:
+                    log.exception("status.failed")
 
     return ctx
 

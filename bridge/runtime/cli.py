@@ -1,6 +1,7 @@
-"""Command line: ``bridge serve|ingress|egress|simulator|config|tail|produce`` and the
+"""Command line: ``bridge serve|ingress|egress|simulator|config|tail|produce|status`` and the
 platform lifecycle: ``bridge channels``, ``webhooks sync|list``, ``topics ensure``, ``doctor``;
-``bridge contract schemas|asyncapi`` prints the topics' contract.
+``bridge contract schemas|asyncapi`` prints the topics' contract, ``bridge spool status|drain``
+looks after spools.
 
 Reads the environment once into :class:`~bridge.core.config.Settings`, configures logging, and hands
 over to the composition root. An invalid configuration exits with status 2 and a message naming
@@ -38,6 +39,7 @@ COMMANDS = {
     "doctor": "check Kafka, topics, the API key and scope, channels, webhooks, the public URL",
     "contract": "print or write (--out DIR) the topics' JSON Schemas or the AsyncAPI document",
     "spool": "status: each spool under BRIDGE_SPOOL_DIR; drain --dir PATH: drain one to Kafka",
+    "status": "one command's delivery history from the status topic (docs/status.md)",
 }
 
 
@@ -66,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.add_argument(
                 "--timeout", type=float, default=300.0, help="seconds to wait for Kafka (drain)"
             )
+        if name == "status":
+            command.add_argument("command_id", metavar="COMMAND_ID")
+            command.add_argument("--kind", default="send-message", help="the command's kind")
+            command.add_argument("--json", action="store_true", help="print the latest record")
         if name == "topics":
             command.add_argument("action", choices=("ensure",))
             command.add_argument("--dry-run", action="store_true", help="print the plan only")
@@ -128,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("bridge spool drain: --dir PATH is required", file=sys.stderr)
             return 2
         return _run(spool_cli.drain(settings, Path(args.dir), timeout=args.timeout, out=sys.stdout))
+    if args.command == "status":
+        from bridge.kafka.status_cli import show
+
+        return _run(show(settings, args.command_id, args.kind, as_json=args.json, out=sys.stdout))
 
     if args.command in ("channels", "webhooks", "topics", "doctor"):
         return _lifecycle(settings, args)

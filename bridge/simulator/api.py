@@ -42,7 +42,9 @@ async def send_message(request: web.Request) -> web.Response:
     if "media" in body:
         record["media"] = body["media"]
     state.messages.setdefault((channel, contact), []).append(record)
-    request.app[EMITTER].schedule_receipts(channel, contact, message_id)
+    emitter = request.app[EMITTER]
+    emitter.receipts.requests[message_id] = request.headers.get("X-Request-Id", "")
+    emitter.schedule_receipts(channel, contact, message_id)
     return json_response({"id": message_id}, status=201)
 
 

@@ -13,7 +13,7 @@ import signal
 import structlog
 from aiohttp import web
 
-from bridge.simulator import admin, catalog
+from bridge.simulator import admin, catalog, receipts
 from bridge.simulator.emitter import EMITTER, Emitter
 from bridge.simulator.middleware import platform_middleware
 from bridge.simulator.settings import SimulatorSettings
@@ -30,8 +30,10 @@ def make_simulator_app(settings: SimulatorSettings) -> web.Application:
     app[SETTINGS] = settings
     app[STATE] = state
     app[EMITTER] = emitter
+    app[receipts.RECEIPTS] = emitter.receipts
     catalog.add_routes(app)
     admin.add_routes(app)
+    receipts.add_routes(app)
     app.cleanup_ctx.append(emitter.context)
     return app
 

@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from bridge.simulator import events
+from bridge.simulator.receipts import ReceiptPlan
 from bridge.simulator.settings import SimulatorSettings
 from bridge.simulator.state import WEBHOOK_EVENTS, SimState, Webhook
 
@@ -38,6 +39,7 @@ class Emitter:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()  # noqa: S311 - backoff jitter, not cryptography
+        self.receipts = ReceiptPlan()
         self.global_webhook: Webhook | None = None
         if settings.webhook_url:
             self.global_webhook = Webhook(
@@ -80,8 +82,12 @@ class Emitter:
         return len(hooks)
 
     def schedule_receipts(self, channel: str, contact: str, message_id: str) -> None:
-        """``delivered`` then ``read`` for a sent message, ``receipt_delay`` apart."""
-        self.spawn(self._receipts(channel, contact, message_id))
+        """The receipts of a sent message, as the receipt plan says (default: ``delivered`` then
+        ``read``, ``receipt_delay`` apart; :mod:`bridge.simulator.receipts`)."""
+        for at, receipt_id, status in self.receipts.schedule(
+            message_id, self._settings.receipt_delay
+        ):
+            self.spawn(self._receipt(at, channel, contact, receipt_id, status))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -100,10 +106,11 @@ class Emitter:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _receipts(self, channel: str, contact: str, message_id: str) -> None:
-        for status in ("delivered", "read"):
-            await asyncio.sleep(self._settings.receipt_delay)
-            self.emit(channel, events.receipt(channel, contact, message_id, status))
+    async def _receipt(
+        self, at: float, channel: str, contact: str, message_id: str, status: str
+    ) -> None:
+        await asyncio.sleep(at)
+        self.emit(channel, events.receipt(channel, contact, message_id, status))
 
     async def _deliver(
         self,

@@ -47,7 +47,8 @@ def inbound_message(
 
 
 def receipt(channel: str, contact: str, message_id: str, status: str) -> dict[str, Any]:
-    """A receipt for a message sent through the API; ``status`` is ``delivered`` or ``read``."""
+    """A receipt for a message; ``status`` is ``delivered``, ``read`` or ``failed`` (an assumption:
+    ``rules.ASSUMPTIONS["receipt-status"]``)."""
     body = _envelope("receipt", channel, contact)
     body["message"] = {"id": message_id, "status": status}
     return dict(sorted(body.items()))

@@ -14,6 +14,14 @@ from dataclasses import dataclass
 
 #: Every choice the reference does not make for us. Keys are referenced by the rules below.
 ASSUMPTIONS: Mapping[str, str] = {
+    "receipt-status": (
+        "The reference lists no receipt statuses and shows no receipt body. The simulator sends "
+        '{"type": "receipt", ..., "message": {"id": <the id "Send messages" returned>, "status": '
+        '...}} with the statuses "delivered" (reached the phone), "read" (opened; only after '
+        'delivered in truth) and "failed" (never delivered; then nothing else). With the '
+        "receipt plan (POST /_sim/receipts) they may arrive late, reversed, twice, and for ids "
+        "the API never returned (bridge/simulator/receipts.py)."
+    ),
     "status": (
         "The reference names no HTTP status per error code; CODE_STATUS pairs each code with "
         "the status its description suggests (1001 401, 1002 and 1010 403, 1009 404, 1014 409, "

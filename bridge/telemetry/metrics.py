@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bridge.contract.records import EVENT_TYPES
+from bridge.telemetry.status_metrics import StatusMetrics
 
 M = TypeVar("M", Counter, Gauge, Histogram)
 
@@ -329,6 +330,7 @@ class Metrics:
             "Seconds the oldest command result has been failing to reach Kafka (0 when none).",
             registry=r,
         )
+        self.status = StatusMetrics(r)  # delivery status (docs/status.md)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._zero_known_series()
 

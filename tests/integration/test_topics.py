@@ -23,7 +23,7 @@ EVENT_TYPES = (
     "message", "echo", "receipt", "postback", "handover", "label", "note", "template_pack",
     "typing", "custom", "revoke", "unknown", "deadletter",
 )  # fmt: skip
-COMMAND_TOPICS = ("send-message", "update-conversation", "results", "deadletter")
+COMMAND_TOPICS = ("send-message", "update-conversation", "results", "deadletter", "sent", "status")
 
 
 def all_topics(prefix: str) -> set[str]:
@@ -77,6 +77,8 @@ async def describe(kafka: str, prefix: str) -> dict[str, dict[str, Any]]:
                         found[res["resource_name"]]["max.message.bytes"] = int(
                             entry["config_value"]
                         )
+                    if entry["config_names"] == "cleanup.policy":
+                        found[res["resource_name"]]["cleanup.policy"] = entry["config_value"]
         return found
     finally:
         await admin.close()
@@ -87,7 +89,7 @@ async def test_dry_run_then_create_then_nothing_to_do(kafka, prefix) -> None:
     env = environment(kafka, prefix)
     code, out = await bridge("topics", "ensure", "--dry-run", env=env)
     assert code == 0, out
-    assert "would create 17" in out
+    assert "would create 19" in out
     assert await describe(kafka, prefix) == {}
 
     code, out = await bridge("topics", "ensure", env=env)
@@ -99,6 +101,9 @@ async def test_dry_run_then_create_then_nothing_to_do(kafka, prefix) -> None:
         assert (found["partitions"], found["replication"]) == (2, 1), name
         if ".events." in name:
             assert found["max.message.bytes"] == body_limit, name
+    # DESIGN.md: P.commands.status is compacted; docs/status.md: the send log is not
+    assert topics[f"{prefix}.commands.status"]["cleanup.policy"] == "compact"
+    assert topics[f"{prefix}.commands.sent"]["cleanup.policy"] == "delete"
     code, out = await bridge("topics", "ensure", env=env)
     assert code == 0, out
     assert "created 0" in out

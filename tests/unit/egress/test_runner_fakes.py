@@ -216,8 +216,9 @@ async def test_results_are_published_through_kafka_failures() -> None:
     h = Harness(FakeApi())
     h.publisher.failures.extend([PublishError("down"), PublishError("down")])
     await h.runner.run(position(), "send-message", None, command())
-    assert h.publisher.calls == 3
+    assert h.publisher.calls == 4  # two refusals, the send-log entry (docs/status.md), the result
     assert len(h.results()) == 1
+    assert [r.topic for r in h.publisher.records] == [TOPICS.sent, TOPICS.results]
 
 
 async def test_shutdown_during_backoff_aborts_the_command() -> None:
