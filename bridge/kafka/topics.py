@@ -152,9 +152,10 @@ async def _configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, di
 def _describe(spec: TopicSpec) -> str:
     limit = spec.max_message_bytes or "broker default"
     insync = spec.min_insync or "broker default"
+    extra = "".join(f", {name} {value}" for name, value in spec.configs if name != "retention.ms")
     return (
         f"partitions {spec.partitions}, replication {spec.replication}, max.message.bytes {limit}"
-        f", min.insync.replicas {insync}"
+        f"{extra}, min.insync.replicas {insync}"
     )
 
 

@@ -21,5 +21,5 @@ def test_every_topic_wants_min_insync_two_once_there_are_two_copies(
 ) -> None:
     settings = Settings.from_env({"BRIDGE_TOPIC_REPLICATION": str(replication)})
     specs = wanted(settings)
-    assert len(specs) == 17  # DESIGN.md's topic table
+    assert len(specs) == 19  # DESIGN.md's topic table (18) and the send log (docs/status.md)
     assert {s.min_insync for s in specs} == {expected}
