@@ -11,6 +11,7 @@ import asyncio
 import os
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ import aiohttp
 import orjson
 import pytest
 
-from bridge.contract.records import Record, Topics
+from bridge.contract.records import Topics
 from bridge.core.config import SpoolSettings
 from bridge.ingress.adoption import lock, unlock
+from bridge.ingress.intake import decode_and_normalize
 from bridge.ingress.spool import Spool
 from bridge.telemetry.metrics import Metrics
 from tests import samples
@@ -158,14 +160,18 @@ async def make_orphan(root: Path, name: str, topic: str, ids: range, tag: str) -
     spool.open()
     writer = asyncio.create_task(spool.run_writer())
     made = []
+    # Real message events (what ingress spools), so that what reaches Kafka is checked against
+    # the topic's schema like every record the tests read; five conversations per orphan.
+    topics = Topics(topic.removesuffix(".events.message"))
+    base = 31600000000 + zlib.crc32(tag.encode()) % 10**5 * 10
     for chunk in range(ids.start, ids.stop, 1000):
         batch = []
         for i in range(chunk, min(chunk + 1000, ids.stop)):
-            event_id = f"orphan/{tag}/{i}"
-            body = orjson.dumps({"id": event_id, "subject": f"{tag}/{i % 5}", "n": i})
-            batch.append(Record(topic=topic, key=f"{tag}/{i % 5}".encode(), value=body,
-                                event_id=event_id, label="message"))  # fmt: skip
-            made.append(event_id)
+            contact = f"{base + i % 5}@whatsapp.eazy.im"
+            body = samples.message_body("text", contact=contact, message_id=f"{tag}-{i}")
+            record = decode_and_normalize(orjson.dumps(body), "", topics, 1 << 20)
+            batch.append(record)
+            made.append(record.event_id)
         await asyncio.gather(*(spool.append(r) for r in batch))
     writer.cancel()
     await asyncio.gather(writer, return_exceptions=True)
