@@ -91,18 +91,20 @@ def _event_record(
     received_at: float,
     channels: frozenset[str],
 ) -> Record:
+    """The event's record, in one pass over the parsed body: each field is looked up once and
+    written into the one dict that orjson renders (the verbatim body spliced in as bytes)."""
     known = event_type in KNOWN_EVENTS
     label = event_type if known else "unknown"
     channel, contact, actor, direction = _parties(doc, event_type)
     if channels:
         channel, contact, direction = _by_channel_list(doc, channel, contact, direction, channels)
     occurred = _timestamp(doc.get("timestamp"))
-    occurred_at = iso_time(occurred) if occurred is not None else None
     received = iso_time(received_at)
+    occurred_at = iso_time(occurred) if occurred is not None else None
     data: dict[str, Any] = {
         "event": event_type if known else event_type[:100],
         "channel": {"jid": channel, "kind": jid_kind(channel)} if channel else None,
-        "contact": _contact(doc, contact),
+        "contact": _contact(doc, contact) if contact is not None else None,
         "direction": direction,
         "occurredAt": occurred_at,
         "receivedAt": received,
@@ -111,25 +113,34 @@ def _event_record(
     if actor:
         data["actor"] = {"jid": actor, "kind": jid_kind(actor)}
     if event_type in _MESSAGE_LIKE:
-        data["message"] = _message(doc)
-    details = _DETAILS.get(event_type)
-    if details is not None:
-        data.update(details(doc))
+        message = doc.get("message")
+        data["message"] = _message(doc, message) if isinstance(message, dict) else None
+        # The natural key: the message id (docs/platform.md, "Event ids").
+        message_id = _short(message.get("id")) if isinstance(message, dict) else None
+        natural = label + "/" + message_id if message_id else label
+    else:
+        details = _DETAILS.get(event_type)
+        if details is not None:
+            data.update(details(doc))
+        natural = "/".join([label, *_natural_key(doc, event_type)])
     # The body exactly as received: orjson splices the original bytes in, unchanged.
     data["payload"] = orjson.Fragment(body)
     if channel is None:
         data["channelMissing"] = _NO_CHANNEL
-    event_id = _event_id(doc, event_type, label)
+    # ``<type>/<natural key>[/<action>]/sha256:<canonical hash>`` (docs/platform.md, "Event
+    # ids"): retries (same body, any key order or whitespace) share an id, and two deliveries
+    # that differ in anything else never do (a note created, pinned, deleted: three events).
+    event_id = natural + "/sha256:" + _canonical_hash(doc)
     event = cloudevent(
         event_id=event_id,
-        source=f"/channels/{channel}" if channel else NO_CHANNEL_SOURCE,
+        source="/channels/" + channel if channel else NO_CHANNEL_SOURCE,
         type_=WEBHOOK_TYPE_PREFIX + label,
         time=occurred_at or received,
         subject=contact,
         data=data,
     )
     return Record(
-        topic=topics.event(event_type),
+        topic=topics.event(label),
         key=_key(channel, contact),
         value=orjson.dumps(event),
         event_id=event_id,
@@ -236,9 +247,7 @@ def _guess_direction(sender: str | None, channel: str) -> str | None:
     return OUTBOUND if sender == channel else INBOUND
 
 
-def _contact(doc: dict[str, Any], contact: str | None) -> dict[str, Any] | None:
-    if contact is None:
-        return None
+def _contact(doc: dict[str, Any], contact: str) -> dict[str, Any]:
     out: dict[str, Any] = {"jid": contact}
     sender = doc.get("from")
     if isinstance(sender, dict) and sender.get("jid") == contact:
@@ -248,16 +257,18 @@ def _contact(doc: dict[str, Any], contact: str | None) -> dict[str, Any] | None:
     return out
 
 
-def _message(doc: dict[str, Any]) -> dict[str, Any] | None:
-    message = doc.get("message")
-    if not isinstance(message, dict):
-        return None
-    out = dict(message)  # per-type fields as the platform sends them (docs/platform.md)
+def _message(doc: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    """The per-type fields as the platform sends them (docs/platform.md), with the media and
+    the quoted message when the body has them; the body's own dict when it has neither."""
     media = doc.get("media")
-    if isinstance(media, dict):
-        out["media"] = media
     quoted = _get(doc, "contextInfo", "quotedMessage")
-    if isinstance(quoted, dict):
+    media_ok, quoted_ok = isinstance(media, dict), isinstance(quoted, dict)
+    if not (media_ok or quoted_ok):
+        return message
+    out = dict(message)
+    if media_ok:
+        out["media"] = media
+    if quoted_ok:
         out["quoted"] = quoted
     return out
 
@@ -320,18 +331,6 @@ _DETAILS = {
     "note": _note,
     "template_pack": _template_pack,
 }
-
-
-def _event_id(doc: dict[str, Any], event_type: str, label: str) -> str:
-    """``<type>/<natural key>[/<action>]/sha256:<canonical hash>`` (docs/platform.md, "Event ids").
-
-    The natural key and action make the id readable and group one object's events; the hash of
-    the canonical body makes it exact: retries (the same body, in any key order or whitespace)
-    share an id, and two deliveries that differ in anything else never do, so a note created,
-    pinned and deleted without an ``action`` field are three events, not one and two repeats.
-    """
-    parts = [label, *_natural_key(doc, event_type), "sha256:" + _canonical_hash(doc)]
-    return "/".join(parts)
 
 
 def _natural_key(doc: dict[str, Any], event_type: str) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -84,11 +85,13 @@ class Intake:
     """What the webhook handler needs, in one place (one lookup per request, not nine).
 
     ``inflight``: event ids being stored right now; a repeat waits for the first instead of
-    storing it twice.
+    storing it twice (the future to wait on is made only when a repeat comes, so the usual
+    delivery creates none). ``debug``: whether debug lines are written at all, read at start-up;
+    when not, a plain success builds no log line.
     """
 
-    __slots__ = ("budget", "channels", "inflight", "loop", "metrics", "names", "recent",
-                 "settings", "store", "tally", "topics")  # fmt: skip
+    __slots__ = ("budget", "channels", "debug", "inflight", "loop", "metrics", "names",
+                 "recent", "settings", "store", "tally", "topics")  # fmt: skip
 
     def __init__(
         self,
@@ -104,12 +107,13 @@ class Intake:
         self.store = store
         self.channels = channels
         self.recent = RecentIds(settings.dedup_size, settings.dedup_ttl)
-        self.inflight: dict[str, asyncio.Future[None]] = {}
+        self.inflight: dict[str, asyncio.Future[None] | None] = {}
         self.budget = Budget(settings.max_inflight_bytes)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tally = Tally()
         #: Names a receipt's command when its send is known (docs/status.md); None: off.
         self.names: Callable[[Record], Record] | None = None
+        self.debug = True
 
 
 INTAKE = web.AppKey("intake", Intake)
@@ -147,7 +151,9 @@ def make_webhook_app(
 
 async def _remember_loop(app: web.Application) -> None:
     # Looked up once: asyncio.get_running_loop() costs a getpid() system call on Python 3.11.
-    app[INTAKE].loop = asyncio.get_running_loop()
+    intake = app[INTAKE]
+    intake.loop = asyncio.get_running_loop()
+    intake.debug = log.is_enabled_for(logging.DEBUG)
 
 
 def _summaries(
@@ -190,16 +196,29 @@ async def handle_webhook(request: web.Request) -> web.Response:
     ).observe(elapsed)
     outcome = str(fields.get("outcome", ""))
     intake.tally.add(outcome, str(fields.get("event_type", "none")))
-    # Plain successes at debug: thousands a second are cost and personal data, not information.
-    line = log.debug if outcome in _PLAIN_SUCCESS else log.info
-    line(
+    # Plain successes at debug: thousands a second are cost and personal data, not information;
+    # with debug off, not even built.
+    if outcome not in _PLAIN_SUCCESS:
+        _line(log.info, request, response, elapsed, fields)
+    elif intake.debug:
+        _line(log.debug, request, response, elapsed, fields)
+    return response
+
+
+def _line(
+    write: Callable[..., object],
+    request: web.Request,
+    response: web.Response,
+    elapsed: float,
+    fields: dict[str, object],
+) -> None:
+    write(
         "webhook",
         status=response.status,
         duration_ms=round(elapsed * 1000, 2),
         remote=request.remote,
         **fields,
     )
-    return response
 
 
 _STATUS = {200: "200", 401: "401", 408: "408", 413: "413", 503: "503"}
@@ -266,14 +285,17 @@ async def _admitted(request: web.Request, intake: Intake) -> tuple[web.Response,
     fields: dict[str, object] = {"event_type": record.label, "event_id": event_id,
                                  "size": len(body)}  # fmt: skip
     recent, inflight = intake.recent, intake.inflight
-    while (waiting := inflight.get(event_id)) is not None:
-        await asyncio.shield(waiting)  # the same event is being stored right now: wait for it
+    while event_id in inflight:  # the same event is being stored right now: wait for it
+        waiting = inflight[event_id]
+        if waiting is None:
+            loop = intake.loop or asyncio.get_running_loop()
+            waiting = inflight[event_id] = loop.create_future()
+        await asyncio.shield(waiting)
     if event_id in recent:
         metrics.child(metrics.webhooks, record.label, "duplicate").inc()
         fields["outcome"] = "duplicate"
         return _accepted("duplicate", record), fields
-    loop = intake.loop or asyncio.get_running_loop()
-    done = inflight[event_id] = loop.create_future()
+    inflight[event_id] = None
     try:
         how = await intake.store(record)
     except BridgeError as exc:
@@ -290,8 +312,9 @@ async def _admitted(request: web.Request, intake: Intake) -> tuple[web.Response,
         fields["outcome"] = "unavailable"
         return _unavailable(), fields
     finally:
-        del inflight[event_id]
-        done.set_result(None)
+        waiters = inflight.pop(event_id)
+        if waiters is not None:
+            waiters.set_result(None)
     recent.add(event_id)
     outcome = "deadletter" if record.label == "deadletter" and how == "published" else how
     metrics.child(metrics.webhooks, record.label, outcome).inc()

@@ -1,7 +1,8 @@
 """The floor: the bridge's own webhook app, with a store that acknowledges at once (no Kafka).
 
 The same ``make_webhook_app`` as ``bridge ingress`` (authentication, size and memory limits,
-normalization, dedup, metrics, one JSON info log line per delivery with redaction), on uvloop,
+normalization, dedup, metrics, JSON logs at info with redaction: a summary line per 10 s, a
+line per delivery only when it is not a plain success), on uvloop,
 but the store takes each record without I/O. What it costs per request is the bridge's own
 work, which no Kafka-side change can remove: the bench compares it with the naive handler.
 ``python -m tests.bench.floor PORT TOKEN``; ``GET /healthz`` answers 200 for the harness.

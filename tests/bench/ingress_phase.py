@@ -2,7 +2,7 @@
 
 Servers: ``bare`` (aiohttp reads the body and answers 200, no Kafka; bare.py), ``naive`` (the
 30-line aiohttp + aiokafka handler; naive.py) and ``bridge`` (``bridge ingress`` with its
-defaults: authentication, normalization, dedup, metrics, one info log line per delivery, spool
+defaults: authentication, normalization, dedup, metrics, logs at info (not per delivery), spool
 armed). For each topic partition count asked for, every server gets a warm-up, then ``repeat``
 rounds of wrk saturation at ``wrk_connections`` and ``repeat`` rounds at ``latency_connections``
 (closed loop), the order rotated each round so that drift of the machine hits every server

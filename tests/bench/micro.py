@@ -3,9 +3,11 @@
 ``python -m tests.bench.micro [--code DIR]`` times normalizing one ~1 KB ``message`` body and
 logging one delivery line (JSON, a secret configured, inside a running uvloop loop, so lines are
 coalesced as in the server), each the best of 5 repeats of 20,000 calls (the least disturbed by
-other work on the machine). With ``--code DIR`` the ``bridge`` package is imported from DIR, e.g.
-a ``git archive`` of an older commit, for a before/after of one lever. Figures are a lower bound
-of what a delivery costs inside the server, where caches are shared with aiohttp and aiokafka.
+other work on the machine), and a whole request through aiohttp's protocol without sockets,
+floor and bare (:mod:`tests.bench.inproc`), with their ratio. With ``--code DIR`` the ``bridge``
+package is imported from DIR, e.g. a ``git archive`` of an older commit, for a before/after.
+Figures are a lower bound of what a delivery costs inside the server, where caches are shared
+with aiohttp and aiokafka.
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ def measure() -> dict[str, float]:
         out["log_line_us"] = uvloop.run(lines())
     finally:
         sys.stdout = stdout
+    from tests.bench import inproc
+
+    out.update(inproc.measure())  # a whole request, floor and bare (tests/bench/inproc.py)
     return {k: round(v, 2) for k, v in out.items()}
 
 

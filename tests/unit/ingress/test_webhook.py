@@ -352,3 +352,35 @@ async def test_concurrent_repeats_are_stored_once(make_client: MakeClient) -> No
     statuses = sorted([(r.status, (await r.json())["status"]) for r in answers])
     assert statuses == [(200, "duplicate")] * 4 + [(200, "published")]
     assert len(store.records) == 1
+
+
+@pytest.mark.parametrize(("level", "expected"), [
+    ("info", [("info", "rejected")]),
+    ("debug", [("debug", "published"), ("info", "rejected")]),
+])  # fmt: skip
+async def test_success_line_follows_the_level_configured_before_start(
+    make_client: MakeClient, level: str, expected: list[tuple[str, str]]
+) -> None:
+    """The handler reads at start-up whether debug lines are written (a plain success builds
+    no line otherwise): at debug the success line is still there, at info only the refusal."""
+    import logging
+
+    import structlog
+    from structlog.testing import LogCapture
+
+    capture = LogCapture()
+    structlog.configure(
+        processors=[capture],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        client, _, _ = await make_client()
+        await client.post(
+            "/webhooks", data=orjson.dumps(samples.message_body("text")), headers=AUTH
+        )
+        await client.post("/webhooks", data=b"{}", headers={"Authorization": "Bearer x"})
+    finally:
+        structlog.reset_defaults()
+    lines = [(e["log_level"], e["outcome"]) for e in capture.entries if e["event"] == "webhook"]
+    assert lines == expected
