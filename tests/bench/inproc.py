@@ -72,7 +72,7 @@ def _app(which: str) -> web.Application:
     try:
         from bridge.core.parsers import Secret
     except ImportError:  # a checkout from before the settings split (--code DIR)
-        from bridge.core.config import Secret  # type: ignore[attr-defined,no-redef]
+        from bridge.core.config import Secret  # type: ignore[attr-defined]
     from bridge.ingress.webhook import make_webhook_app
     from bridge.telemetry.metrics import Metrics
     from tests.bench.floor import acknowledge
