@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from bridge.contract.catalog import EGRESS, INGRESS, SCHEMA_NAMES, TOPICS, Topic, load_schema
+from bridge.contract.catalog import SCHEMA_NAMES, TOPICS, Topic, load_schema
 from bridge.contract.records import CLOUDEVENTS_CONTENT_TYPE
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -125,7 +125,6 @@ def _channel(spec: Topic) -> dict[str, Any]:
 def _operations(spec: Topic) -> dict[str, Any]:
     channel = {"$ref": f"#/channels/{spec.channel_id}"}
     messages = [{"$ref": f"#/channels/{spec.channel_id}/messages/{spec.channel_id}"}]
-    bridge_writes = spec.publisher in (INGRESS, EGRESS)
     send = {
         "action": "send",
         "channel": channel,
@@ -140,13 +139,14 @@ def _operations(spec: Topic) -> dict[str, Any]:
         "summary": f"Read by {spec.subscriber}",
         "messages": messages,
     }
-    if not bridge_writes:
+    if spec.group is not None:
+        setting, default = spec.group
         receive["bindings"] = {
             "kafka": {
                 "groupId": {
                     "type": "string",
-                    "default": "spotler-bridge-egress",
-                    "description": "BRIDGE_EGRESS_GROUP_ID",
+                    "default": default,
+                    "description": setting,
                 },
                 "bindingVersion": KAFKA_BINDING,
             }

@@ -16,6 +16,8 @@ from typing import Any
 
 from bridge.contract.records import (
     COMMAND_FAILED,
+    COMMAND_SENT,
+    COMMAND_STATUS,
     COMMAND_SUCCEEDED,
     EVENT_TYPES,
     WEBHOOK_TYPE_PREFIX,
@@ -30,12 +32,18 @@ SCHEMA_NAMES = (
     "update-conversation",
     "result",
     "command-deadletter",
+    "sent",
+    "status",
 )
 
 CONVERSATION_KEY = "<channelJid>/<contactJid> (UTF-8)"
 INGRESS = "bridge ingress (bridge serve, bridge ingress)"
 EGRESS = "bridge egress (bridge serve, bridge egress)"
 DOWNSTREAM = "downstream services"
+STATUS_WORKER = "bridge egress's status worker (docs/status.md)"
+#: Consumer groups of the bridge's readers: (setting, default).
+EGRESS_GROUP = ("BRIDGE_EGRESS_GROUP_ID", "spotler-bridge-egress")
+STATUS_GROUP = ("BRIDGE_STATUS_GROUP_ID", "spotler-bridge-status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,7 @@ class Topic:
     subscriber: str
     types: tuple[str, ...] = ()  # the CloudEvent types its records carry (none: not CloudEvents)
     compacted: bool = False
+    group: tuple[str, str] | None = None  # the bridge's consumer group reading it, if any
 
     def name(self, prefix: str) -> str:
         return f"{prefix}.{self.suffix}"
@@ -68,7 +77,7 @@ def _event_topic(event: str) -> Topic:
         key=CONVERSATION_KEY + "; the channel JID alone when the delivery names no contact;"
         " no key when it names no channel",
         publisher=INGRESS,
-        subscriber=DOWNSTREAM,
+        subscriber=DOWNSTREAM + (", " + STATUS_WORKER if event == "receipt" else ""),
         types=(WEBHOOK_TYPE_PREFIX + event,),
     )
 
@@ -91,6 +100,7 @@ TOPICS: tuple[Topic, ...] = (
         key=CONVERSATION_KEY + " (the producer's; one conversation stays in order)",
         publisher=DOWNSTREAM,
         subscriber=EGRESS,
+        group=EGRESS_GROUP,
     ),
     Topic(
         suffix="commands.update-conversation",
@@ -100,6 +110,7 @@ TOPICS: tuple[Topic, ...] = (
         key=CONVERSATION_KEY + " (the producer's; one conversation stays in order)",
         publisher=DOWNSTREAM,
         subscriber=EGRESS,
+        group=EGRESS_GROUP,
     ),
     Topic(
         suffix="commands.results",
@@ -118,6 +129,29 @@ TOPICS: tuple[Topic, ...] = (
         publisher=EGRESS,
         subscriber="operators, the producing services",
         types=("im.eazy.command.deadletter",),
+    ),
+    Topic(
+        suffix="commands.sent",
+        schema="sent",
+        summary="The send log: the outcome of each send-message command (sent with the"
+        " platform's message id, or failed), written before the command's result",
+        key=CONVERSATION_KEY + " (co-partitioned with events.receipt); the command record's"
+        " own key when it named no valid conversation",
+        publisher=EGRESS,
+        subscriber=STATUS_WORKER + "; bridge ingress (no group: names the command on receipts)",
+        types=(COMMAND_SENT,),
+        group=STATUS_GROUP,
+    ),
+    Topic(
+        suffix="commands.status",
+        schema="status",
+        summary="Delivery status per command (sent, failed, delivered, read), compacted: the"
+        " latest record of a key is the command's state",
+        key="<command kind>/<command id> (UTF-8), e.g. send-message/order-51616-shipped",
+        publisher=STATUS_WORKER,
+        subscriber=DOWNSTREAM + ", bridge status",
+        types=(COMMAND_STATUS,),
+        compacted=True,
     ),
 )
 

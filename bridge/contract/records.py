@@ -32,6 +32,8 @@ CLOUDEVENTS_CONTENT_TYPE = b"application/cloudevents+json"
 WEBHOOK_TYPE_PREFIX = "im.eazy.webhook."
 COMMAND_SUCCEEDED = "im.eazy.command.succeeded"
 COMMAND_FAILED = "im.eazy.command.failed"
+COMMAND_SENT = "im.eazy.command.sent"
+COMMAND_STATUS = "im.eazy.command.status"
 INGRESS_SOURCE = "/spotler-bridge/ingress"
 EGRESS_SOURCE = "/spotler-bridge/egress"
 
@@ -46,6 +48,8 @@ SCHEMA_VERSIONS = {
     "update-conversation": 1,
     "result": 1,
     "command-deadletter": 1,
+    "sent": 1,
+    "status": 1,
 }
 
 
@@ -61,6 +65,8 @@ _DATASCHEMAS = {
     COMMAND_SUCCEEDED: schema_id("result"),
     COMMAND_FAILED: schema_id("result"),
     "im.eazy.command.deadletter": schema_id("command-deadletter"),
+    COMMAND_SENT: schema_id("sent"),
+    COMMAND_STATUS: schema_id("status"),
 }
 
 #: Kafka headers on every CloudEvents record (structured mode).

@@ -22,11 +22,19 @@ from typing import Any
 
 import orjson
 
-from bridge.contract.records import EGRESS_SOURCE, Record, Topics, cloudevent, iso_time
+from bridge.contract.records import (
+    COMMAND_SENT,
+    COMMAND_STATUS,
+    EGRESS_SOURCE,
+    Record,
+    Topics,
+    cloudevent,
+    iso_time,
+)
 from bridge.core.delivery import Delivery
 
-SENT_TYPE = "im.eazy.command.sent"
-STATUS_TYPE = "im.eazy.command.status"
+SENT_TYPE = COMMAND_SENT
+STATUS_TYPE = COMMAND_STATUS
 STATUS_SOURCE = "/spotler-bridge/status"
 #: CloudEvents extension attribute names are lower-case letters and digits only.
 COMMAND_ID_ATTRIBUTE = "commandid"

@@ -18,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from bridge.contract.records import Topics
+from tests.contract_check import check_value
 from tests.integration.procs import (
     TOKEN,
     BridgeProcess,
@@ -267,6 +268,7 @@ async def test_receipts_before_their_send_are_matched(procs, kafka, prefix) -> N
                  "sentAt": "2026-01-01T00:00:00.000Z", "commandReceivedAt": None},
     }  # fmt: skip
     entry["time"] = entry["data"]["sentAt"] = _now_iso()
+    check_value(Topics(prefix).sent, orjson.dumps(entry))  # as egress would write it: the contract
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
     await producer.start()
     try:  # keyed by conversation, like the receipts (docs/status.md)

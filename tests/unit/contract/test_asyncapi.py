@@ -38,10 +38,11 @@ def test_every_topic_is_a_channel_under_the_prefix() -> None:
     assert doc["components"]["parameters"]["prefix"]["default"] == "spotler"
     for channel_id, channel in doc["channels"].items():
         assert channel["parameters"] == {"prefix": {"$ref": "#/components/parameters/prefix"}}
-        assert channel["bindings"]["kafka"]["topicConfiguration"]["cleanup.policy"] == ["delete"]
+        policy = ["compact"] if channel_id == "commands-status" else ["delete"]
+        assert channel["bindings"]["kafka"]["topicConfiguration"]["cleanup.policy"] == policy
         message = doc["components"]["messages"][channel_id]
         assert "channelJid" in message["bindings"]["kafka"]["key"]["description"] or (
-            channel_id.endswith("deadletter")
+            channel_id.endswith("deadletter") or channel_id == "commands-status"
         )
         actions = {o["action"] for o in doc["operations"].values() if channel_id in str(o)}
         assert actions == {"send", "receive"}
@@ -49,10 +50,26 @@ def test_every_topic_is_a_channel_under_the_prefix() -> None:
 
 def test_conversation_topics_are_keyed_by_channel_and_contact() -> None:
     messages = document()["components"]["messages"]
-    for name in ("events-message", "commands-send-message", "commands-results"):
+    for name in ("events-message", "commands-send-message", "commands-results", "commands-sent"):
         assert messages[name]["bindings"]["kafka"]["key"]["description"].startswith(
             "<channelJid>/<contactJid>"
         )
+
+
+def test_the_status_topic_is_keyed_by_command_and_its_readers_groups_are_named() -> None:
+    doc = document()
+    key = doc["components"]["messages"]["commands-status"]["bindings"]["kafka"]["key"]
+    assert key["description"].startswith("<command kind>/<command id>")
+    groups = {
+        name: op["bindings"]["kafka"]["groupId"]["default"]
+        for name, op in doc["operations"].items()
+        if "bindings" in op
+    }
+    assert groups == {
+        "read-commands-send-message": "spotler-bridge-egress",
+        "read-commands-update-conversation": "spotler-bridge-egress",
+        "read-commands-sent": "spotler-bridge-status",
+    }
 
 
 def _refs(value: Any) -> list[str]:

@@ -3,6 +3,7 @@ package, their examples valid, and named by the ``dataschema`` of every CloudEve
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import tomllib
 from pathlib import Path
@@ -14,8 +15,11 @@ from jsonschema import Draft202012Validator
 
 from bridge.contract import catalog
 from bridge.contract.records import Topics
+from bridge.contract.status import status_record, with_command
+from bridge.core.delivery import Delivery
 from bridge.core.errors import ApiError
 from bridge.egress.commands import Position, deadletter_record, result_record
+from bridge.egress.sendlog import entry_record
 from bridge.ingress.normalize import deadletter, normalize
 from tests import samples
 from tests.contract_check import check_value, problems
@@ -53,6 +57,8 @@ def test_every_topic_of_the_bridge_has_a_schema() -> None:
         topics.update_conversation,
         topics.results,
         topics.commands_deadletter,
+        topics.sent,
+        topics.status,
     }
     assert {t.name(PREFIX) for t in catalog.TOPICS} == names
     assert {t.schema for t in catalog.TOPICS} == set(catalog.SCHEMA_NAMES)
@@ -109,12 +115,57 @@ TOPICS = Topics(PREFIX)
 POSITION = Position(f"{PREFIX}.commands.send-message", 0, 12, b"k", 0)
 
 
+def _delivery(message_id: str | None) -> Delivery:
+    delivery = Delivery("send-message", "c1", received_at=1_700_000_000.0)
+    delivery.message_id = message_id
+    if message_id is None:
+        delivery.add(
+            state="failed", status="x" * 100, at="2023-11-14T22:13:20.500Z", source="egress"
+        )
+        return delivery
+    delivery.add(state="sent", status="sent", at="2023-11-14T22:13:20.500Z", source="egress")
+    for n, status in enumerate(["delivered", "on-the-moon", None, *["read"] * 40]):
+        delivery.add(
+            state=None if n % 2 else "read",
+            status=status,
+            at="2023-11-14T22:13:21.000Z",
+            source="receipt",
+            event_id=f"receipt/{message_id}/{n}",
+        )
+    return delivery
+
+
 def _written() -> list[tuple[str, bytes]]:
     body = orjson.dumps(samples.message_body("text"))
     receipt = orjson.dumps({"type": "receipt", "message": {"id": "m1", "status": "read"}})
+    named = normalize(receipt, TOPICS, received_at=1_700_000_000.0)
+    sends = [
+        entry_record(
+            TOPICS,
+            command_id="c1",
+            kind="send-message",
+            channel=samples.CHANNEL,
+            contact=samples.CONTACT,
+            position=POSITION,
+            response={"id": "m1"},
+        ),
+        entry_record(
+            TOPICS,
+            command_id="c2",
+            kind="send-message",
+            channel=None,
+            contact=None,
+            position=Position(f"{PREFIX}.commands.send-message", 0, 13, None, 0),
+            failed="invalid: message: required",
+        ),
+    ]
     records = [
         normalize(body, TOPICS, received_at=1_700_000_000.0),
         normalize(receipt, TOPICS, received_at=1_700_000_000.0),
+        dataclasses.replace(named, value=with_command(named.value, "c1")),
+        *(r for r in sends if r is not None),
+        status_record(TOPICS, _delivery("m1"), samples.CHANNEL, samples.CONTACT, 1_700_000_001.0),
+        status_record(TOPICS, _delivery(None), None, None, 1_700_000_001.0),
         normalize(b'{"type": "brand-new"}', TOPICS, received_at=1_700_000_000.0),
         deadletter(b"\xff not json", TOPICS, "not valid JSON", 1_700_000_000.0),
         result_record(
@@ -158,3 +209,34 @@ def test_every_cloudevent_written_names_its_versioned_schema(topic: str, raw: by
     assert spec is not None
     assert orjson.loads(raw)["dataschema"] == file_schema(spec.schema)["$id"]
     check_value(topic, raw)
+
+
+def test_the_written_records_cover_every_topic_schema() -> None:
+    written = {catalog.find_topic(topic) for topic, _ in _written()}
+    assert {spec.schema for spec in written if spec is not None} == set(catalog.SCHEMA_NAMES) - {
+        "send-message",
+        "update-conversation",
+    }
+
+
+def test_a_named_receipt_carries_its_command_and_stays_valid() -> None:
+    named = orjson.loads(_written()[2][1])
+    assert (named["commandid"], named["data"]["commandId"]) == ("c1", "c1")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "change", "problem"),
+    [
+        ("commands.sent", {"state": "sent", "messageId": None}, "$.data.messageId: None is not"),
+        ("commands.sent", {"state": "failed", "messageId": None}, "$.data: 'reason' is a required"),
+        ("commands.status", {"state": None}, "$.data.state: None is not one of"),
+        ("commands.status", {"history": []}, "$.data.history: [] should be non-empty"),
+    ],
+)
+def test_status_records_that_break_the_contract_are_named(
+    suffix: str, change: dict[str, Any], problem: str
+) -> None:
+    spec = next(t for t in catalog.TOPICS if t.suffix == suffix)
+    example = catalog.load_schema(spec.schema)["examples"][0]
+    example["data"].update(change)
+    assert any(p.startswith(problem) for p in problems(spec, example)), problems(spec, example)
