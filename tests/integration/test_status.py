@@ -8,8 +8,6 @@ backwards) and issue 22; the simulator's receipt statuses are its own (``deliver
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import uuid
 from typing import Any
 
@@ -32,6 +30,7 @@ from tests.integration.procs import (
     value,
 )
 from tests.integration.test_egress import CHANNEL, contact, send
+from tests.integration.test_topics import bridge as bridge_command
 
 pytestmark = pytest.mark.kafka
 
@@ -127,16 +126,6 @@ async def test_a_send_becomes_sent_delivered_read(procs, kafka, prefix) -> None:
     assert [line.split()[1] for line in lines[1:]] == ["sent", "delivered", "read"]
     code, out = await bridge_command("status", "no-such-command", env=bridge.env)
     assert code == 1, out
-
-
-async def bridge_command(*args: str, env: dict[str, str]) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
 
 
 async def test_a_refused_send_is_failed(procs, kafka, prefix) -> None:
