@@ -23,6 +23,7 @@ import orjson
 from bridge.core.config import Role, Settings
 from bridge.core.errors import ConfigError
 from bridge.core.parsers import Secret
+from bridge.simulator.keys import Secret as SimulatorSecret
 from bridge.telemetry import logs
 
 COMMANDS = {
@@ -86,11 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return contract(args.what, args.out)
 
     if args.command == "simulator":
-        from bridge.simulator import SimulatorSettings, run_simulator
+        from bridge.simulator import SimulatorConfigError, SimulatorSettings, run_simulator
 
         try:
             sim = SimulatorSettings.from_env(os.environ)
-        except ConfigError as exc:
+        except SimulatorConfigError as exc:
             print(f"bridge: {exc}", file=sys.stderr)
             return 2
         logs.configure(
@@ -173,12 +174,13 @@ def _lifecycle(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _secret_values(settings: object) -> list[str]:
-    """Every :class:`Secret` in a settings tree, revealed, for the log redactor only."""
+    """Every secret (the bridge's :class:`Secret`, the simulator's own) in a settings tree,
+    revealed, for the log redactor only."""
     found: list[str] = []
     stack: list[object] = [settings]
     while stack:
         value = stack.pop()
-        if isinstance(value, Secret):
+        if isinstance(value, Secret | SimulatorSecret):
             found.append(value.reveal())
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             stack.extend(getattr(value, f.name) for f in dataclasses.fields(value))

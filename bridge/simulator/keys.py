@@ -20,9 +20,32 @@ from typing import Any
 
 import orjson
 
-from bridge.core.parsers import Secret
 from bridge.simulator import rules
 from bridge.simulator.checks import is_jid
+
+
+class Secret:
+    """A key or token that never shows itself in ``repr``/``str``; :meth:`reveal` gives it.
+    The simulator's own (it imports nothing from the bridge's core)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 @dataclass(frozen=True, slots=True)

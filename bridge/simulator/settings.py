@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from bridge.core.errors import ConfigError
-from bridge.core.parsers import Secret
 from bridge.simulator.checks import is_http_url, is_jid
-from bridge.simulator.keys import ApiKey, parse_keys
+from bridge.simulator.keys import ApiKey, Secret, parse_keys
 
 #: The channel of the reference's "Read API keys" example, which the simulator serves by default.
 DEFAULT_CHANNEL = "31612345678@whatsapp.eazy.im"
@@ -37,6 +35,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a host name or a wildcard such as 0.0.0.0 may be reachable from outside
+
+
+class SimulatorConfigError(Exception):
+    """One or more ``SIMULATOR_*`` variables are invalid; ``problems`` names each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,8 @@ class SimulatorSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SimulatorSettings:
-        """Read ``SIMULATOR_*`` variables; raise :class:`ConfigError` naming each bad one."""
+        """Read ``SIMULATOR_*`` variables; raise :class:`SimulatorConfigError` naming each bad
+        one."""
         problems: list[str] = []
 
         def get(name: str) -> str | None:
@@ -124,7 +131,7 @@ class SimulatorSettings:
             admin_token=Secret(admin_token) if admin_token is not None else None,
         )
         if problems:
-            raise ConfigError(problems)
+            raise SimulatorConfigError(problems)
         return settings
 
 

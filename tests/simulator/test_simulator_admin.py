@@ -12,10 +12,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bridge.core.errors import ConfigError
-from bridge.core.parsers import Secret
 from bridge.simulator import SimulatorSettings, run_simulator
-from bridge.simulator.keys import ApiKey
+from bridge.simulator.keys import ApiKey, Secret
+from bridge.simulator.settings import SimulatorConfigError
 
 SimClient = TestClient[web.Request, web.Application]
 
@@ -191,7 +190,7 @@ def test_settings_from_env() -> None:
     assert settings.webhook_headers == {"Authorization": "Bearer t"}
     assert "Bearer t" not in repr(settings)
     assert (settings.receipt_delay, settings.max_attempts) == (0.0, 5)
-    with pytest.raises(ConfigError) as excinfo:
+    with pytest.raises(SimulatorConfigError) as excinfo:
         SimulatorSettings.from_env(
             {
                 "SIMULATOR_PORT": "x",

@@ -16,9 +16,9 @@ import yarl
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bridge.core.errors import ConfigError
-from bridge.core.parsers import Secret
 from bridge.simulator import SimulatorSettings
+from bridge.simulator.keys import Secret
+from bridge.simulator.settings import SimulatorConfigError
 from tests.simulator.conftest import MakeSim
 
 SimClient = TestClient[web.Request, web.Application]
@@ -116,8 +116,8 @@ def test_a_loopback_bind_needs_no_admin_token(host: str) -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "sim.example.com"])
 def test_a_non_loopback_bind_without_admin_token_is_refused(host: str) -> None:
-    """Any other bind address without SIMULATOR_ADMIN_TOKEN is a ConfigError naming both."""
-    with pytest.raises(ConfigError) as excinfo:
+    """Any other bind address without SIMULATOR_ADMIN_TOKEN is refused, naming both."""
+    with pytest.raises(SimulatorConfigError) as excinfo:
         SimulatorSettings.from_env({"SIMULATOR_HOST": host})
     [problem] = excinfo.value.problems
     assert problem.startswith("SIMULATOR_HOST:")
@@ -131,7 +131,7 @@ def test_a_non_loopback_bind_without_admin_token_is_refused(host: str) -> None:
 
 def test_a_short_admin_token_is_refused() -> None:
     """An admin token has at least 16 characters, like the bridge's webhook tokens."""
-    with pytest.raises(ConfigError) as excinfo:
+    with pytest.raises(SimulatorConfigError) as excinfo:
         SimulatorSettings.from_env({"SIMULATOR_HOST": "0.0.0.0", "SIMULATOR_ADMIN_TOKEN": "short"})
     assert [p.split(":")[0] for p in excinfo.value.problems] == ["SIMULATOR_ADMIN_TOKEN"]
 

@@ -9,8 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bridge.core.parsers import Secret
-from bridge.simulator.keys import ApiKey
+from bridge.simulator.keys import ApiKey, Secret
 from tests import samples
 
 SimClient = TestClient[web.Request, web.Application]

@@ -20,9 +20,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.core.parsers import Secret
 from bridge.simulator import SimulatorSettings, make_simulator_app
-from bridge.simulator.keys import ApiKey
+from bridge.simulator.keys import ApiKey, Secret
 
 SimClient = TestClient[web.Request, web.Application]
 CHANNEL = "31612345678@whatsapp.eazy.im"

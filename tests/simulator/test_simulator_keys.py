@@ -13,10 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bridge.core.errors import ConfigError
-from bridge.core.parsers import Secret
 from bridge.simulator import SimulatorSettings
-from bridge.simulator.keys import ApiKey
+from bridge.simulator.keys import ApiKey, Secret
+from bridge.simulator.settings import SimulatorConfigError
 from tests import samples
 
 SimClient = TestClient[web.Request, web.Application]
@@ -170,8 +169,8 @@ async def test_unimplemented_endpoints_are_501_in_the_error_format(
     ],
 )
 def test_bad_key_configuration_is_named(raw: str, problem: str) -> None:
-    """A bad SIMULATOR_API_KEYS is a ConfigError naming the variable (and the item)."""
-    with pytest.raises(ConfigError) as excinfo:
+    """A bad SIMULATOR_API_KEYS is a SimulatorConfigError naming the variable (and the item)."""
+    with pytest.raises(SimulatorConfigError) as excinfo:
         SimulatorSettings.from_env({"SIMULATOR_API_KEYS": raw})
     assert any(p.startswith(problem) for p in excinfo.value.problems)
 
