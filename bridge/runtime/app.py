@@ -188,13 +188,7 @@ def _egress_ctx(
             yield
         finally:
             await egress.stop()  # finish in-flight commands, commit
-            with contextlib.suppress(asyncio.CancelledError):
-                try:
-                    await task
-                except ConfigError:
-                    pass  # Kafka refused the settings: logged naming the variable to fix
-                except Exception:
-                    log.exception("egress.failed")
+            await _ended(task, "egress")
             await api.close()
 
     return ctx
@@ -231,15 +225,20 @@ def _status_ctx(
             yield
         finally:
             await worker.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                try:
-                    await task
-                except ConfigError:
-                    pass  # Kafka refused the settings: logged naming the variable to fix
-                except Exception:
-                    log.exception("status.failed")
+            await _ended(task, "status")
 
     return ctx
+
+
+async def _ended(task: asyncio.Task[None], name: str) -> None:
+    """Wait for a stopped consumer's task to end; what it failed with is logged, not raised."""
+    with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await task
+        except ConfigError:
+            pass  # Kafka refused the settings: logged naming the variable to fix
+        except Exception:
+            log.exception(f"{name}.failed")
 
 
 async def run(settings: Settings, role: Role) -> int:
